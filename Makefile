@@ -1,0 +1,41 @@
+# p2pgo — the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# pytest workers: CI has 2 cores.
+PYTEST_ARGS ?=
+
+.PHONY: run test lint typecheck unit bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/p2pgo-play
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check engine fl net p2pgo_tui tests benchmarks
+	$(VENV)/bin/ruff format --check engine fl net p2pgo_tui tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	mkdir -p bench-out
+	$(PY) -m benchmarks | tee bench-out/latest.jsonl
+
+clean:
+	rm -rf $(VENV) bench-out .pytest_cache .mypy_cache .ruff_cache
