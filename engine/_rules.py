@@ -95,7 +95,9 @@ class Rules:
         presets: dict[str, Rules] = {
             "chinese": cls("chinese", 7.5, ScoringRule.AREA, SuperkoRule.POSITIONAL, False),
             "japanese": cls("japanese", 6.5, ScoringRule.TERRITORY, SuperkoRule.NONE, False),
-            "tromp-taylor": cls("tromp-taylor", 7.5, ScoringRule.AREA, SuperkoRule.POSITIONAL, True),
+            "tromp-taylor": cls(
+                "tromp-taylor", 7.5, ScoringRule.AREA, SuperkoRule.POSITIONAL, True
+            ),
             "aga": cls("aga", 7.5, ScoringRule.AREA, SuperkoRule.SITUATIONAL, False),
             "new-zealand": cls("new-zealand", 7.0, ScoringRule.AREA, SuperkoRule.SITUATIONAL, True),
         }
@@ -265,11 +267,11 @@ class Position:
         "_board",
         "_hash",
         "_ko",
-        "_sk",
-        "_z",
         "_log",
         "_loglen",
+        "_sk",
         "_stride",
+        "_z",
         "captures",
         "last_move",
         "move_number",
@@ -290,6 +292,14 @@ class Position:
     parent: Position | None
     passes: int  # consecutive passes that ended the last moves
     resigned: Color | None
+    _board: bytearray  # padded; never mutated once the position exists
+    _hash: int
+    _ko: int  # flat index of the ko point, -1 if none
+    _sk: int  # superko rule: 0 none, 1 positional, 2 situational
+    _z: tuple[list[int], list[int], list[int]]
+    _stride: int
+    _log: _Log | None
+    _loglen: int
 
     def __init__(self, size: int = 19, rules: Rules | None = None) -> None:
         check_size(size)
@@ -513,11 +523,12 @@ class Position:
     def play(self, move: Move, *, strict_turn: bool = True) -> Position:
         """The position after ``move``; raises :class:`IllegalMove` if the rules forbid it.
 
-        ``strict_turn=False`` lets either colour move (GTP ``play`` and SGF editing).
+        ``strict_turn=False`` lets either colour move (GTP ``play`` and SGF editing);
+        a player may resign at any time.
         """
         if self.passes >= 2 or self.resigned is not None:
             raise IllegalMove(IllegalReason.GAME_OVER, move)
-        if strict_turn and move.color is not self.to_play:
+        if strict_turn and move.color is not self.to_play and move.kind is not MoveKind.RESIGN:
             raise IllegalMove(IllegalReason.WRONG_TURN, move)
         point = move.point
         if point is not None:
@@ -589,12 +600,17 @@ class Position:
             return log
         parent = self.parent
         assert parent is not None
-        plog = parent._ensure_log()
-        if len(plog.keys) == parent._loglen:
-            plog.append(self._key())
+        plog = parent._log
+        if plog is None:
+            plog = parent._ensure_log()
+        key = self._key()
+        n = parent._loglen
+        if len(plog.keys) == n:
+            plog.first.setdefault(key, n)
+            plog.keys.append(key)
             log = plog
         else:  # a sibling line already extended the parent's log: branch off a copy
-            log = _Log([*plog.keys[: parent._loglen], self._key()])
+            log = _Log([*plog.keys[:n], key])
         self._log = log
         return log
 
@@ -603,7 +619,7 @@ class Position:
         board = self._board
         if board[p]:
             raise IllegalMove(IllegalReason.OCCUPIED, move)
-        c = move.color.value
+        c: int = move.color._value_
         o = 3 - c
         w = self._stride
         is_ko_point = p == self._ko and move.color is self.to_play
@@ -641,7 +657,9 @@ class Position:
                 suicided = len(own)
         if sk:
             key = h ^ side[o] if sk == 2 else h
-            log = self._log or self._ensure_log()
+            log = self._log
+            if log is None:
+                log = self._ensure_log()
             first = log.first.get(key)
             if first is not None and first < self._loglen:
                 reason = IllegalReason.KO if is_ko_point else IllegalReason.SUPERKO
@@ -691,9 +709,7 @@ class Position:
         chars = ".XO"
         cells = self.cells()
         s = self.size
-        return "\n".join(
-            " ".join(chars[cells[r * s + c]] for c in range(s)) for r in range(s)
-        )
+        return "\n".join(" ".join(chars[cells[r * s + c]] for c in range(s)) for r in range(s))
 
     def __str__(self) -> str:
         return self.to_ascii()
