@@ -1,5 +1,8 @@
 # p2pgo — the two commands are `make run` and `make test`.
 SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+# This machine's pip config lists local indexes that warn on every missing package.
+QUIET := 2>&1 | { grep -v '^WARNING: Location' || true; }
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -13,9 +16,9 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --upgrade pip $(QUIET)
+	$(PY) -m pip install -q torch==2.13.0 $(QUIET)
+	$(PY) -m pip install -q -e '.[test]' $(QUIET)
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -1,4 +1,5 @@
-"""p2pgo's Go engine: rules, scoring, coordinates (pure; no I/O frameworks)."""
+"""p2pgo's Go engine: rules, scoring, SGF, game records and store, search (pure: no I/O
+frameworks; the store and GTP do plain file and stdio I/O)."""
 
 from engine._coords import (
     CoordinateError,
@@ -8,6 +9,7 @@ from engine._coords import (
     to_gtp,
     to_sgf,
 )
+from engine._record import GameRecord, Player, RecordError
 from engine._rules import (
     Color,
     IllegalMove,
@@ -20,22 +22,47 @@ from engine._rules import (
     SuperkoRule,
     fixed_handicap_points,
 )
+from engine._scoring import Score, estimate_dead, game_result, score, unconditionally_alive
+from engine._search import Evaluator, MoveStats, Search, SearchConfig, SearchResult
+from engine._sgf import SgfError, dump_sgf, load_sgf
+from engine._store import GameStore, GameSummary, ImportReport, StoreError, StoreProblem
 
 __all__ = [
     "Color",
     "CoordinateError",
+    "Evaluator",
+    "GameRecord",
+    "GameStore",
+    "GameSummary",
     "IllegalMove",
     "IllegalReason",
+    "ImportReport",
     "Move",
     "MoveKind",
+    "MoveStats",
+    "Player",
     "Point",
     "Position",
+    "RecordError",
     "Rules",
+    "Score",
     "ScoringRule",
+    "Search",
+    "SearchConfig",
+    "SearchResult",
+    "SgfError",
+    "StoreError",
+    "StoreProblem",
     "SuperkoRule",
+    "dump_sgf",
+    "estimate_dead",
     "fixed_handicap_points",
     "from_gtp",
     "from_sgf",
+    "game_result",
+    "load_sgf",
+    "score",
     "to_gtp",
     "to_sgf",
+    "unconditionally_alive",
 ]
