@@ -9,6 +9,15 @@ from engine._coords import (
     to_gtp,
     to_sgf,
 )
+from engine._gtp_client import (
+    GtpClient,
+    GtpClientError,
+    GtpCommandFailed,
+    GtpEngineDied,
+    GtpTimeout,
+)
+from engine._players import HeuristicPlayer
+from engine._players import Player as MovePlayer
 from engine._record import GameRecord, Player, RecordError
 from engine._rules import (
     Color,
@@ -34,11 +43,18 @@ __all__ = [
     "GameRecord",
     "GameStore",
     "GameSummary",
+    "GtpClient",
+    "GtpClientError",
+    "GtpCommandFailed",
+    "GtpEngineDied",
+    "GtpTimeout",
+    "HeuristicPlayer",
     "IllegalMove",
     "IllegalReason",
     "ImportReport",
     "Move",
     "MoveKind",
+    "MovePlayer",
     "MoveStats",
     "Player",
     "Point",
