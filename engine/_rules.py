@@ -514,6 +514,10 @@ class Position:
                 bad += 1
         return bad == 0 if edge else bad <= 1
 
+    def _playout_state(self) -> tuple[bytearray, int, int]:
+        """A copy of the padded board, its stride and the ko index (for engine._playout)."""
+        return bytearray(self._board), self._stride, self._ko
+
     # ---- playing ------------------------------------------------------------------
 
     @property

@@ -28,12 +28,12 @@ good on finished games and may be wrong in unsettled fights or seki.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from engine._coords import Point
-from engine._rules import Color, IllegalMove, Move, Position, Rules, ScoringRule, SuperkoRule
+from engine._playout import playout_ownership
+from engine._rules import Color, Position, Rules, ScoringRule
 
 __all__ = ["Score", "estimate_dead", "game_result", "ownership", "score", "unconditionally_alive"]
 
@@ -253,51 +253,9 @@ def _simple_seki(
     return out
 
 
-def ownership(position: Position, playouts: int = 48, seed: int = 0) -> list[float]:
+def ownership(position: Position, playouts: int = 64, seed: int = 0) -> list[float]:
     """Row-major ownership from random playouts: +1 black owns, -1 white owns."""
-    rng = random.Random(seed)
-    size = position.size
-    total = [0.0] * (size * size)
-    start = position.with_rules(
-        Rules("playout", 0.0, ScoringRule.AREA, SuperkoRule.NONE, suicide_allowed=False)
-    )
-    cap = 3 * size * size
-    for _ in range(playouts):
-        pos = start
-        passes = 0
-        moves = 0
-        while passes < 2 and moves < cap:
-            color = pos.to_play
-            candidates = [p for p in pos.empty_points() if not pos.is_eye_like(p, color)]
-            rng.shuffle(candidates)
-            for pt in candidates:
-                try:
-                    nxt = pos.play(Move.play(color, pt))
-                except IllegalMove:
-                    continue
-                # Playouts that throw stones into atari kill living groups at random;
-                # skipping self-atari (unless it captures) keeps ownership meaningful.
-                if nxt.captures == pos.captures and len(nxt.liberties(pt)) == 1:
-                    continue
-                pos = nxt
-                passes = 0
-                break
-            else:
-                pos = pos.play(Move.pass_(color))
-                passes += 1
-            moves += 1
-        final = score(pos)
-        cells = pos.cells()
-        for i, v in enumerate(cells):
-            if v == Color.BLACK:
-                total[i] += 1
-            elif v == Color.WHITE:
-                total[i] -= 1
-        for r, c in final.black_area:
-            total[r * size + c] += 1
-        for r, c in final.white_area:
-            total[r * size + c] -= 1
-    return [t / playouts for t in total]
+    return playout_ownership(position, playouts, seed)
 
 
 def estimate_dead(
