@@ -1,0 +1,406 @@
+"""The node runtime: one libp2p host, gossipsub with our validators, the blob protocol.
+
+`Node.run` is a trio service: it builds the host (TCP + Noise + Yamux, our Ed25519
+identity), starts pubsub/gossipsub with a 1 s heartbeat and small-network degrees,
+registers ``/p2pgo/blob/1``, dials the configured peers and calls
+``task_status.started()`` once listening. Everything else (`subscribe`, `publish`,
+`fetch_blob`, ...) is called from trio tasks while `run` is running.
+
+Defences, because a peer's bad input must never kill the host:
+- only Noise is offered for security (py-libp2p's default also accepts plaintext and
+  secio, which would let a peer skip encryption);
+- a topic validator checks every gossip message (size, decoding, topic binding,
+  signature, timestamp window, replay) before pubsub delivers or forwards it, and
+  counts rejections per forwarding peer; it never raises (an exception in a pubsub
+  validator would escape into py-libp2p's service);
+- every stream handler is wrapped: errors are logged, counted and the stream reset.
+
+Critical announcements are re-sent until enough peers ack them
+(`announce_until_acked`): gossip delivery is not guaranteed in sparse meshes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p import create_yamux_muxer_option, new_host
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.tools.anyio_service import background_trio_service
+
+from net._blob import BLOB_PROTOCOL, BlobServer, FramedStream, fetch_into
+from net._blobstore import BlobStore, DirectoryBlobStore
+from net._config import NodeConfig
+from net._envelope import (
+    Accepted,
+    Clock,
+    EnvelopeVerifier,
+    Rejected,
+    Rejection,
+    RejectionCounters,
+    Signer,
+    payload_id,
+)
+from net._errors import BlobError, NetError
+from net._identity import Identity
+from net._wire import Ack, Message, SignedEnvelope, decode, encode
+
+ANNOUNCE_TOPIC = "p2pgo/announce/1"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A verified message delivered on a subscribed topic."""
+
+    topic: str
+    message: Message
+    envelope: SignedEnvelope
+    origin: str  # peer id that published it on pubsub (a relayer may re-publish others')
+
+    @property
+    def sender(self) -> bytes:
+        """The author's Ed25519 public key."""
+        return self.envelope.sender
+
+
+@dataclass
+class NodeStats:
+    rejections: RejectionCounters = field(default_factory=RejectionCounters)
+    handler_errors: Counter[str] = field(default_factory=Counter)
+    dropped_deliveries: int = 0  # a subscriber's buffer was full
+
+
+class _ConnectionTracker(INotifee):
+    """Remembers open connections so shutdown can close their sockets.
+
+    When a whole trio run is cancelled at once (two nodes in one process, or a test),
+    py-libp2p's connection tasks die before `host.close()` sees them and the TCP
+    socket is left to the garbage collector (a ResourceWarning).
+    """
+
+    def __init__(self) -> None:
+        self._conns: set[INetConn] = set()
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self._conns.add(conn)
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        self._conns.discard(conn)
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        return None
+
+    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        return None
+
+    async def close_all(self) -> None:
+        for conn in list(self._conns):
+            try:
+                await conn.muxed_conn.secured_conn.close()  # type: ignore[attr-defined]
+            except Exception as err:  # already closed or broken: nothing left to do
+                log.debug("closing a connection at shutdown failed: %r", err)
+        self._conns.clear()
+
+
+class Node:
+    """A p2pgo network node (a trio service)."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        identity: Identity | None = None,
+        *,
+        clock: Clock = time.time,
+        blob_store: BlobStore | None = None,
+    ) -> None:
+        self.config = config
+        self.identity = identity or Identity.load_or_create(config.data_dir)
+        self.peer_id = self.identity.peer_id
+        self.public_key = self.identity.public_key
+        self.stats = NodeStats()
+        self._signer = Signer(self.identity.signing_key, clock=clock)
+        self._verifier = EnvelopeVerifier(
+            clock=clock, max_skew_s=config.clock_skew_s, max_size=config.max_gossip_bytes
+        )
+        self.blob_store: BlobStore = blob_store or DirectoryBlobStore(config.data_dir / "blobs")
+        self.blob_server = BlobServer(
+            self.blob_store,
+            chunk_size=config.blob_chunk_size,
+            streams_per_peer=config.blob_streams_per_peer,
+            bytes_per_s=config.blob_bytes_per_s,
+        )
+        self._host: IHost | None = None
+        self._pubsub: Pubsub | None = None
+        self._nursery: trio.Nursery | None = None
+        self._listeners: dict[str, list[trio.MemorySendChannel[Received]]] = {}
+        self._acks: dict[bytes, set[bytes]] = {}  # payload id -> ackers' public keys
+        self._ack_changed = trio.Event()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled; `task_status.started()` once listening and peers dialled."""
+        key_pair = self.identity.libp2p_key_pair()
+        listen = [multiaddr.Multiaddr(a) for a in self.config.listen]
+        host = new_host(
+            key_pair=key_pair,
+            sec_opt={
+                NOISE_PROTOCOL_ID: NoiseTransport(
+                    key_pair, noise_privkey=create_x25519_key_pair().private_key
+                )
+            },
+            muxer_opt=create_yamux_muxer_option(),
+            listen_addrs=listen,
+        )
+        gossipsub = GossipSub(
+            protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
+            degree=self.config.gossip_degree,
+            degree_low=self.config.gossip_degree_low,
+            degree_high=self.config.gossip_degree_high,
+            heartbeat_interval=self.config.heartbeat_interval,
+            heartbeat_initial_delay=0.1,
+            max_messages_per_topic_per_second=self.config.gossip_rate_limit,
+            # Its IP-diversity grafting assumes peers on many addresses; on loopback or
+            # one LAN every peer shares an IP and it only churns the small mesh.
+            eclipse_protection_enabled=False,
+        )
+        pubsub = Pubsub(host, gossipsub)
+        tracker = _ConnectionTracker()
+        host.get_network().register_notifee(tracker)
+        host.set_stream_handler(TProtocol(BLOB_PROTOCOL), self._guarded("blob", self._serve_blob))
+        listening: list[str] = []
+        async with (
+            host.run(listen_addrs=listen),
+            background_trio_service(pubsub),
+            background_trio_service(gossipsub),
+            trio.open_nursery() as nursery,
+        ):
+            listening = [str(a) for a in host.get_transport_addrs()]
+            # py-libp2p only logs a failed listen and runs on without it.
+            if len(listening) >= len(listen):
+                await pubsub.wait_until_ready()
+                self._host, self._pubsub, self._nursery = host, pubsub, nursery
+                try:
+                    async with trio.open_nursery() as dialers:
+                        for addr in self.config.peers:
+                            dialers.start_soon(self._dial_logged, addr)
+                    task_status.started()
+                    await trio.sleep_forever()
+                finally:
+                    self._host = self._pubsub = self._nursery = None
+                    for senders in self._listeners.values():
+                        for send in senders:
+                            send.close()
+                    self._listeners.clear()
+                    # Close connections explicitly: leaving host.run() by cancellation
+                    # alone leaks sockets (ResourceWarning at garbage collection).
+                    with trio.CancelScope(shield=True), trio.move_on_after(2):
+                        await host.close()
+                        await tracker.close_all()
+            else:
+                await host.close()
+        # Raised out here, not inside the nurseries, so callers get a plain NetError.
+        raise NetError(f"could not listen on all of {list(self.config.listen)}; got {listening}")
+
+    @property
+    def listen_addrs(self) -> tuple[str, ...]:
+        """Our addresses including ``/p2p/<peer id>`` (for others to dial)."""
+        return tuple(str(a) for a in self._running_host().get_addrs())
+
+    def connected_peers(self) -> tuple[str, ...]:
+        return tuple(p.to_base58() for p in self._running_host().get_connected_peers())
+
+    def _running_host(self) -> IHost:
+        if self._host is None:
+            raise RuntimeError("the node is not running")
+        return self._host
+
+    def _running_pubsub(self) -> Pubsub:
+        if self._pubsub is None:
+            raise RuntimeError("the node is not running")
+        return self._pubsub
+
+    async def connect(self, addr: str) -> str:
+        """Dial a peer by multiaddr (with ``/p2p/``); returns its peer id."""
+        info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+        await self._running_host().connect(info)
+        return str(info.peer_id.to_base58())
+
+    async def _dial_logged(self, addr: str) -> None:
+        try:
+            await self.connect(addr)
+        except Exception as err:  # a dead bootstrap peer must not stop the node
+            log.warning("could not connect to %s: %r", addr, err)
+
+    # -- gossip ----------------------------------------------------------------
+
+    async def subscribe(
+        self, topic: str, *, buffer: int = 256
+    ) -> trio.MemoryReceiveChannel[Received]:
+        """Verified messages on `topic`. A full buffer drops (and counts) new messages."""
+        pubsub = self._running_pubsub()
+        send, receive = trio.open_memory_channel[Received](buffer)
+        if topic not in self._listeners:
+            pubsub.set_topic_validator(topic, self._validator(topic), is_async_validator=False)
+            subscription = await pubsub.subscribe(topic)
+            self._listeners[topic] = []
+            assert self._nursery is not None
+            self._nursery.start_soon(self._pump, topic, subscription)
+        self._listeners[topic].append(send)
+        return receive
+
+    def _validator(self, topic: str) -> Callable[[ID, rpc_pb2.Message], bool]:
+        def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
+            try:
+                if list(msg.topicIDs) != [topic]:
+                    verdict: Accepted | Rejected = Rejected(
+                        Rejection.WRONG_TOPIC, f"published to {list(msg.topicIDs)}"
+                    )
+                else:
+                    verdict = self._verifier.verify(msg.data, topic)
+            except Exception as err:  # must not escape into py-libp2p's pubsub service
+                log.exception("gossip validator failed")
+                verdict = Rejected(Rejection.INTERNAL, repr(err))
+            if isinstance(verdict, Rejected):
+                peer = forwarder.to_base58()
+                self.stats.rejections.add(peer, verdict.reason)
+                log.info(
+                    "rejected gossip from %s: %s (%s)", peer, verdict.reason.value, verdict.detail
+                )
+                return False
+            return True
+
+        return validate
+
+    async def _pump(self, topic: str, subscription: Any) -> None:
+        while True:
+            msg = await subscription.get()
+            # The validator accepted these bytes already; decoding cannot fail.
+            envelope = decode(msg.data)
+            assert isinstance(envelope, SignedEnvelope)
+            message = decode(envelope.payload)
+            received = Received(topic, message, envelope, ID(msg.from_id).to_base58())
+            if isinstance(message, Ack):
+                self._acks.setdefault(message.ref, set()).add(envelope.sender)
+                self._ack_changed.set()
+                self._ack_changed = trio.Event()
+            for send in list(self._listeners.get(topic, ())):
+                try:
+                    send.send_nowait(received)
+                except trio.WouldBlock:
+                    self.stats.dropped_deliveries += 1
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._listeners[topic].remove(send)
+
+    async def publish(self, topic: str, message: Message) -> SignedEnvelope:
+        """Sign `message` for `topic` and gossip it; returns the envelope sent."""
+        envelope = self._signer.seal(topic, message)
+        data = encode(envelope)
+        if len(data) > self.config.max_gossip_bytes:
+            raise ValueError(
+                f"{message.KIND} is {len(data)} bytes; gossip carries at most "
+                f"{self.config.max_gossip_bytes} (send large payloads as blobs)"
+            )
+        await self._running_pubsub().publish(topic, data)
+        return envelope
+
+    async def ack(self, received: Received) -> None:
+        """Acknowledge a received message on its topic."""
+        await self.publish(received.topic, Ack(payload_id(received.envelope.payload)))
+
+    def acks_for(self, message: Message) -> frozenset[bytes]:
+        """Public keys of the peers that acked `message` so far."""
+        return frozenset(self._acks.get(payload_id(encode(message)), ()))
+
+    async def announce_until_acked(
+        self, topic: str, message: Message, *, expected: int, interval: float = 0.5
+    ) -> frozenset[bytes]:
+        """Publish `message` and re-publish every `interval` s until `expected` peers ack.
+
+        The node must be subscribed to `topic` (acks arrive there). Bound it with a
+        trio timeout. Returns the ackers' public keys.
+        """
+        if topic not in self._listeners:
+            raise RuntimeError(f"subscribe to {topic!r} before announcing on it")
+        ref = payload_id(encode(message))
+        while True:
+            await self.publish(topic, message)
+            with trio.move_on_after(interval):  # re-send timer, not sequencing
+                while len(self._acks.get(ref, ())) < expected:
+                    await self._ack_changed.wait()
+            ackers = frozenset(self._acks.get(ref, ()))
+            if len(ackers) >= expected:
+                return ackers
+
+    # -- streams ---------------------------------------------------------------
+
+    def _guarded(
+        self, name: str, handler: Callable[[INetStream, str], Awaitable[None]]
+    ) -> Callable[[INetStream], Awaitable[None]]:
+        async def guarded(stream: INetStream) -> None:
+            peer = stream.muxed_conn.peer_id.to_base58()
+            try:
+                await handler(stream, peer)
+            except Exception as err:  # a handler that raises would kill the host
+                self.stats.handler_errors[name] += 1
+                log.warning("%s handler failed for peer %s: %r", name, peer, err)
+                try:
+                    await stream.reset()
+                except Exception as reset_err:  # the stream may already be gone
+                    log.debug("reset after handler error failed: %r", reset_err)
+
+        return guarded
+
+    async def _serve_blob(self, stream: INetStream, peer: str) -> None:
+        await self.blob_server.serve(stream, peer)
+
+    async def fetch_blob(
+        self, peer_id: str, digest: bytes, *, max_chunks: int | None = None
+    ) -> int:
+        """Download blob `digest` from `peer_id` into our store (resuming); bytes received.
+
+        Raises `BlobError`. A complete blob already in the store costs nothing.
+        """
+        if self.blob_store.size(digest) is not None:
+            return 0
+        host = self._running_host()
+        try:
+            stream = await host.new_stream(ID.from_base58(peer_id), [TProtocol(BLOB_PROTOCOL)])
+        except Exception as err:  # dial/negotiation failures come in many types
+            raise BlobError(f"cannot open a blob stream to {peer_id}: {err!r}") from None
+        done = False
+        try:
+            received = await fetch_into(
+                FramedStream(stream), self.blob_store, digest, max_chunks=max_chunks
+            )
+            done = self.blob_store.size(digest) is not None
+            return received
+        finally:
+            try:
+                # Reset an abandoned transfer: a half-close would leave the server
+                # blocked writing into our full receive window.
+                await (stream.close() if done else stream.reset())
+            except Exception as err:  # closing a broken stream can fail; nothing to do
+                log.debug("closing blob stream failed: %r", err)
