@@ -32,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"bench": name, "error": f"not available: {err}"}), flush=True)
             failed += 1
             continue
-        module.main()
+        # Benchmarks with their own flags parse sys.argv: give them none of ours.
+        saved, sys.argv = sys.argv, [f"bench_{name}"]
+        try:
+            module.main()
+        finally:
+            sys.argv = saved
     return 1 if failed else 0
 
 
