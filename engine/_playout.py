@@ -11,25 +11,9 @@ from __future__ import annotations
 
 import random
 
-from engine._rules import _BORDER, _EMPTY, Position, _dead_group
+from engine._rules import _BORDER, _EMPTY, Position, _dead_group, _eye_like
 
 __all__ = ["playout_ownership"]
-
-
-def _eye_like(board: bytearray, p: int, c: int, w: int) -> bool:
-    for n in (p - 1, p + 1, p - w, p + w):
-        v = board[n]
-        if v != c and v != _BORDER:
-            return False
-    bad = 0
-    edge = False
-    for d in (p - w - 1, p - w + 1, p + w - 1, p + w + 1):
-        v = board[d]
-        if v == _BORDER:
-            edge = True
-        elif v == 3 - c:
-            bad += 1
-    return bad == 0 if edge else bad <= 1
 
 
 def _liberties_up_to_two(board: bytearray, start: int, w: int) -> int:

@@ -260,6 +260,24 @@ def _dead_group(board: bytearray, start: int, stride: int) -> list[int] | None:
     return list(seen)
 
 
+def _eye_like(board: bytearray, p: int, c: int, w: int) -> bool:
+    """All four neighbours of ``p`` are ``c`` (or the edge) and the diagonals do not
+    make it a false eye: no opponent diagonal on the edge, at most one in the middle."""
+    for n in (p - 1, p + 1, p - w, p + w):
+        v = board[n]
+        if v != c and v != _BORDER:
+            return False
+    bad = 0
+    edge = False
+    for d in (p - w - 1, p - w + 1, p + w - 1, p + w + 1):
+        v = board[d]
+        if v == _BORDER:
+            edge = True
+        elif v == 3 - c:
+            bad += 1
+    return bad == 0 if edge else bad <= 1
+
+
 class Position:
     """An immutable Go position: stones, side to move, ko, prisoners and history."""
 
@@ -497,22 +515,7 @@ class Position:
         """An empty point whose neighbours are all ``color`` and whose diagonals do not
         make it a false eye (at most one opponent diagonal, none on the edge)."""
         i = self._index(point)
-        board, w = self._board, self._stride
-        if board[i] != _EMPTY:
-            return False
-        c = color.value
-        for n in (i - 1, i + 1, i - w, i + w):
-            if board[n] != c and board[n] != _BORDER:
-                return False
-        bad = 0
-        edge = False
-        for d in (i - w - 1, i - w + 1, i + w - 1, i + w + 1):
-            v = board[d]
-            if v == _BORDER:
-                edge = True
-            elif v == 3 - c:
-                bad += 1
-        return bad == 0 if edge else bad <= 1
+        return self._board[i] == _EMPTY and _eye_like(self._board, i, color.value, self._stride)
 
     def _playout_state(self) -> tuple[bytearray, int, int]:
         """A copy of the padded board, its stride and the ko index (for engine._playout)."""
