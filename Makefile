@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/p2pgo-play
+	$(VENV)/bin/p2pgo-tui
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check engine fl net p2pgo_tui tests benchmarks

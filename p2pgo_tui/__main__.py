@@ -1,0 +1,154 @@
+"""``p2pgo-tui``: the command that starts the terminal app.
+
+Start-up stays light (Textual, the rules and the store only): torch and libp2p are
+never imported here, so the board is usable in well under two seconds. Everything
+the app and its libraries log goes to a file in the data directory, never onto the
+screen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine import HeuristicPlayer
+from p2pgo_tui._advice import ExplainingAdvisor
+from p2pgo_tui._app import make_app
+from p2pgo_tui._engine import Color, Rules
+from p2pgo_tui._settings import DEFAULT_KOMI, HANDICAP_KOMI, GameSettings, SettingsError
+from p2pgo_tui._storage import StoreStorage, default_data_dir
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("p2pgo_tui")
+
+_RULES = ("chinese", "japanese", "aga", "new-zealand", "tromp-taylor")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="p2pgo-tui",
+        description="Play Go against the local AI in the terminal.",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help=f"where games, keys and logs live (default: {default_data_dir()})",
+    )
+    parser.add_argument("--size", type=int, default=9, help="board size (default: 9)")
+    parser.add_argument(
+        "--komi",
+        type=float,
+        default=None,
+        help=f"komi (default: the rules' own, {DEFAULT_KOMI:g} for chinese; {HANDICAP_KOMI:g} with a handicap)",
+    )
+    parser.add_argument("--handicap", type=int, default=0, help="handicap stones (default: none)")
+    parser.add_argument(
+        "--color",
+        "--colour",
+        choices=("black", "white"),
+        default="black",
+        help="the colour you play (default: black)",
+    )
+    parser.add_argument(
+        "--rules", choices=_RULES, default="chinese", help="rule set (default: chinese)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed the AI for reproducible games (default: random)",
+    )
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        default=None,
+        help="log file (default: DATA_DIR/logs/p2pgo-tui.log)",
+    )
+    parser.add_argument(
+        "--operator", action="store_true", help="the relay operator's console (not available yet)"
+    )
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> GameSettings:
+    komi = args.komi
+    if komi is None:
+        komi = HANDICAP_KOMI if args.handicap >= 2 else Rules.named(args.rules).komi
+    return GameSettings(
+        size=args.size,
+        komi=komi,
+        handicap=args.handicap,
+        human=Color.parse(args.color),
+        rules=args.rules,
+    )
+
+
+def _configure_logging(log_file: Path) -> None:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    # Library warnings would otherwise go to stderr, which is the screen.
+    logging.captureWarnings(True)
+
+
+def _player_name() -> str:
+    try:
+        return getpass.getuser() or "You"
+    except (KeyError, OSError):  # no user name in this environment (containers)
+        return "You"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.operator:
+        print(
+            "p2pgo-tui: the operator view needs the relay network, which is not built yet; "
+            "run p2pgo-tui without --operator to play",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        parser.error(str(exc))
+    data_dir: Path = (args.data_dir or default_data_dir()).expanduser()
+    log_file: Path = (args.log_file or data_dir / "logs" / "p2pgo-tui.log").expanduser()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _configure_logging(log_file)
+    except OSError as exc:
+        print(f"p2pgo-tui: cannot use {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+
+    log.info("starting: data dir %s, %s", data_dir, settings.describe())
+    storage = StoreStorage(data_dir)
+    hint_seed = None if args.seed is None else args.seed + 1
+    app = make_app(
+        ai=HeuristicPlayer(args.seed),
+        ai_name="p2pgo AI (heuristic)",
+        advisor=ExplainingAdvisor(HeuristicPlayer(hint_seed)),
+        storage=storage,
+        settings=settings,
+        player_name=_player_name(),
+        sgf_dir=data_dir / "sgf",
+    )
+    try:
+        app.run()
+    finally:
+        storage.close()
+    log.info("exited")
+    return app.return_code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
