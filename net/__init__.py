@@ -1,9 +1,17 @@
-"""p2pgo's network layer: trio + py-libp2p node, signed gossip, blob transfer, asyncio bridge."""
+"""p2pgo's network layer: trio + py-libp2p node, signed gossip, blob transfer, asyncio bridge,
+circuit relay v2 (+ DCUtR), peer directory, relay metrics, peer-to-peer games."""
 
 from net._blob import BLOB_PROTOCOL, BlobServer, BlobServerStats
 from net._blobstore import BlobStore, DirectoryBlobStore, MemoryBlobStore, blob_digest
 from net._bridge import BridgeClosed, NetBridge
 from net._config import LOOPBACK_LISTEN, NodeConfig, default_data_dir
+from net._directory import (
+    DIRECTORY_PROTOCOL,
+    Directory,
+    DirectoryClient,
+    DirectoryError,
+    DirectoryService,
+)
 from net._envelope import (
     Accepted,
     EnvelopeVerifier,
@@ -15,8 +23,19 @@ from net._envelope import (
     payload_id,
 )
 from net._errors import BlobError, ConfigError, IdentityError, NetError, ProtocolError
+from net._game import GamePhase, GameProtocolError, GameSession, GameStateError, GameTerms
+from net._game_service import (
+    GAME_PROTOCOL,
+    AiPolicy,
+    GameError,
+    GameOutcome,
+    GamePolicy,
+    GameService,
+)
 from net._identity import Identity
-from net._node import ANNOUNCE_TOPIC, Node, NodeStats, Received
+from net._metrics import MetricsServer, RelayMetrics
+from net._node import ANNOUNCE_TOPIC, Node, NodeService, NodeStats, Received
+from net._relay import RelayClient, RelayError, RelayLimitsConfig, RelayService, RelayStats
 from net._wire import (
     MAX_MESSAGE_BYTES,
     Ack,
@@ -25,6 +44,22 @@ from net._wire import (
     BlobNotFound,
     BlobRefused,
     BlobRequest,
+    DirectoryEntries,
+    DirectoryEntry,
+    DirectoryList,
+    DirectoryLookup,
+    DirectoryRefused,
+    DirectoryRegister,
+    DirectoryRegistered,
+    GameAccept,
+    GameChallenge,
+    GameDeadStones,
+    GameDecline,
+    GameMove,
+    GameMoveAck,
+    GameMoveRejected,
+    GameSignature,
+    GameSync,
     Hello,
     Message,
     RoundAnnouncement,
@@ -36,10 +71,13 @@ from net._wire import (
 __all__ = [
     "ANNOUNCE_TOPIC",
     "BLOB_PROTOCOL",
+    "DIRECTORY_PROTOCOL",
+    "GAME_PROTOCOL",
     "LOOPBACK_LISTEN",
     "MAX_MESSAGE_BYTES",
     "Accepted",
     "Ack",
+    "AiPolicy",
     "BlobChunk",
     "BlobError",
     "BlobManifest",
@@ -51,23 +89,60 @@ __all__ = [
     "BlobStore",
     "BridgeClosed",
     "ConfigError",
+    "Directory",
     "DirectoryBlobStore",
+    "DirectoryClient",
+    "DirectoryEntries",
+    "DirectoryEntry",
+    "DirectoryError",
+    "DirectoryList",
+    "DirectoryLookup",
+    "DirectoryRefused",
+    "DirectoryRegister",
+    "DirectoryRegistered",
+    "DirectoryService",
     "EnvelopeVerifier",
+    "GameAccept",
+    "GameChallenge",
+    "GameDeadStones",
+    "GameDecline",
+    "GameError",
+    "GameMove",
+    "GameMoveAck",
+    "GameMoveRejected",
+    "GameOutcome",
+    "GamePhase",
+    "GamePolicy",
+    "GameProtocolError",
+    "GameService",
+    "GameSession",
+    "GameSignature",
+    "GameStateError",
+    "GameSync",
+    "GameTerms",
     "Hello",
     "Identity",
     "IdentityError",
     "MemoryBlobStore",
     "Message",
+    "MetricsServer",
     "NetBridge",
     "NetError",
     "Node",
     "NodeConfig",
+    "NodeService",
     "NodeStats",
     "ProtocolError",
     "Received",
     "Rejected",
     "Rejection",
     "RejectionCounters",
+    "RelayClient",
+    "RelayError",
+    "RelayLimitsConfig",
+    "RelayMetrics",
+    "RelayService",
+    "RelayStats",
     "RoundAnnouncement",
     "SignedEnvelope",
     "Signer",

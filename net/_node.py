@@ -24,9 +24,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import multiaddr
 import trio
@@ -77,6 +77,24 @@ class Received:
     def sender(self) -> bytes:
         """The author's Ed25519 public key."""
         return self.envelope.sender
+
+
+class NodeService(Protocol):
+    """A component that runs beside the host (relay, directory, games).
+
+    `Node.run` starts each service once the host listens and pubsub is ready (before
+    dialling the configured peers) with ``await nursery.start(service.run, node)``;
+    a service registers its stream handlers (`Node.handle`) before calling
+    ``task_status.started()`` and runs until cancelled with the node.
+    """
+
+    async def run(self, node: Node, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None: ...
+
+
+# (handler name, seconds the handler ran, whether it failed); see `Node.handler_observer`.
+HandlerObserver = Callable[[str, float, bool], None]
+# Dials a ``/p2p-circuit`` multiaddr and returns the peer id (installed by the relay client).
+CircuitDialer = Callable[[str], Awaitable[str]]
 
 
 @dataclass
@@ -134,8 +152,15 @@ class Node:
         *,
         clock: Clock = time.time,
         blob_store: BlobStore | None = None,
+        services: Sequence[NodeService] = (),
     ) -> None:
         self.config = config
+        self._services = tuple(services)
+        # Called after every stream handler returns (metrics); must not raise or block.
+        self.handler_observer: HandlerObserver | None = None
+        # Set by a relay client service: `connect` hands ``/p2p-circuit`` addresses to it
+        # because the swarm's own dialer filters them out.
+        self.circuit_dialer: CircuitDialer | None = None
         self.identity = identity or Identity.load_or_create(config.data_dir)
         self.peer_id = self.identity.peer_id
         self.public_key = self.identity.public_key
@@ -203,6 +228,8 @@ class Node:
                 await pubsub.wait_until_ready()
                 self._host, self._pubsub, self._nursery = host, pubsub, nursery
                 try:
+                    for service in self._services:
+                        await nursery.start(service.run, self)
                     async with trio.open_nursery() as dialers:
                         for addr in self.config.peers:
                             dialers.start_soon(self._dial_logged, addr)
@@ -232,6 +259,11 @@ class Node:
     def connected_peers(self) -> tuple[str, ...]:
         return tuple(p.to_base58() for p in self._running_host().get_connected_peers())
 
+    @property
+    def host(self) -> IHost:
+        """The running libp2p host (for services); RuntimeError when not running."""
+        return self._running_host()
+
     def _running_host(self) -> IHost:
         if self._host is None:
             raise RuntimeError("the node is not running")
@@ -243,7 +275,15 @@ class Node:
         return self._pubsub
 
     async def connect(self, addr: str) -> str:
-        """Dial a peer by multiaddr (with ``/p2p/``); returns its peer id."""
+        """Dial a peer by multiaddr (with ``/p2p/``); returns its peer id.
+
+        A ``/p2p-circuit`` address goes through the relay client service (see
+        `net.RelayClient`); without one it raises `NetError`.
+        """
+        if "/p2p-circuit" in addr:
+            if self.circuit_dialer is None:
+                raise NetError(f"cannot dial {addr}: this node runs no relay client")
+            return await self.circuit_dialer(addr)
         info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
         await self._running_host().connect(info)
         return str(info.peer_id.to_base58())
@@ -356,20 +396,35 @@ class Node:
 
     # -- streams ---------------------------------------------------------------
 
+    def handle(
+        self, protocol: str, name: str, handler: Callable[[INetStream, str], Awaitable[None]]
+    ) -> None:
+        """Serve `protocol` with `handler(stream, peer id)`, guarded like our own handlers."""
+        self._running_host().set_stream_handler(TProtocol(protocol), self._guarded(name, handler))
+
+    async def new_stream(self, peer_id: str, protocol: str) -> INetStream:
+        """Open a stream to a connected (or dialable) peer; libp2p errors pass through."""
+        return await self._running_host().new_stream(ID.from_base58(peer_id), [TProtocol(protocol)])
+
     def _guarded(
         self, name: str, handler: Callable[[INetStream, str], Awaitable[None]]
     ) -> Callable[[INetStream], Awaitable[None]]:
         async def guarded(stream: INetStream) -> None:
             peer = stream.muxed_conn.peer_id.to_base58()
+            started = trio.current_time()
+            failed = False
             try:
                 await handler(stream, peer)
             except Exception as err:  # a handler that raises would kill the host
+                failed = True
                 self.stats.handler_errors[name] += 1
                 log.warning("%s handler failed for peer %s: %r", name, peer, err)
                 try:
                     await stream.reset()
                 except Exception as reset_err:  # the stream may already be gone
                     log.debug("reset after handler error failed: %r", reset_err)
+            if self.handler_observer is not None:
+                self.handler_observer(name, trio.current_time() - started, failed)
 
         return guarded
 

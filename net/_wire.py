@@ -8,7 +8,8 @@ checks the size before parsing, then field names and exact types, then value ran
 and finally that the input *is* the canonical encoding (so a message has exactly one
 byte form, and hashes and signatures over it are stable).
 
-Only messages the network uses today live here; new kinds are added with a test.
+Only messages the network uses today live here; new kinds are added with a test
+(directory and game kinds: tests/net/test_game_wire.py).
 """
 
 from __future__ import annotations
@@ -170,6 +171,272 @@ class BlobRefused:
         _digest("digest", self.digest)
 
 
+# -- peer directory (/p2pgo/directory/1, served by relays) -----------------------------
+
+MAX_DIRECTORY_ADDRS = 8
+MAX_ADDR_CHARS = 256
+
+
+def _addrs(addrs: tuple[str, ...]) -> None:
+    if len(addrs) > MAX_DIRECTORY_ADDRS:
+        raise ValueError(f"at most {MAX_DIRECTORY_ADDRS} addresses, got {len(addrs)}")
+    for addr in addrs:
+        if not 0 < len(addr) <= MAX_ADDR_CHARS:
+            raise ValueError(f"an address must be 1..{MAX_ADDR_CHARS} characters")
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryRegister:
+    """List me under the stream's (authenticated) peer id at `addrs` for `ttl_s` seconds."""
+
+    KIND: ClassVar[str] = "directory_register"
+    addrs: tuple[str, ...]
+    agent: str
+    ttl_s: int
+
+    def __post_init__(self) -> None:
+        _addrs(self.addrs)
+        _uint("ttl_s", self.ttl_s, minimum=1)
+        if len(self.agent) > 64:
+            raise ValueError("agent must be at most 64 characters")
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryRegistered:
+    """The registration is held for `ttl_s` seconds (the server may shorten it)."""
+
+    KIND: ClassVar[str] = "directory_registered"
+    ttl_s: int
+
+    def __post_init__(self) -> None:
+        _uint("ttl_s", self.ttl_s)
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryLookup:
+    """Ask for one peer's entry (answered with 0 or 1 entries)."""
+
+    KIND: ClassVar[str] = "directory_lookup"
+    peer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryList:
+    """Ask for up to `limit` entries, most recently registered first."""
+
+    KIND: ClassVar[str] = "directory_list"
+    limit: int
+
+    def __post_init__(self) -> None:
+        _uint("limit", self.limit, minimum=1)
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryEntry:
+    """One registered peer; `expires_in_s` counts from when the server answered."""
+
+    KIND: ClassVar[str] = "directory_entry"
+    peer_id: str
+    addrs: tuple[str, ...]
+    agent: str
+    expires_in_s: int
+
+    def __post_init__(self) -> None:
+        _addrs(self.addrs)
+        _uint("expires_in_s", self.expires_in_s)
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryEntries:
+    """An answer: each item is the canonical encoding of a `DirectoryEntry`.
+
+    Records only hold scalars and lists of scalars, so nested records travel encoded.
+    """
+
+    KIND: ClassVar[str] = "directory_entries"
+    entries: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryRefused:
+    """The server will not do this (rate limit, full, bad address); `reason` says why."""
+
+    KIND: ClassVar[str] = "directory_refused"
+    reason: str
+
+
+# -- peer-to-peer games (/p2pgo/game/1) -------------------------------------------------
+
+MAX_GAME_ID_CHARS = 64
+MAX_KOMI_HALVES = 1000  # |komi| <= 500
+
+
+def _game_id(game_id: str) -> None:
+    if not 0 < len(game_id) <= MAX_GAME_ID_CHARS:
+        raise ValueError(f"game_id must be 1..{MAX_GAME_ID_CHARS} characters")
+
+
+@dataclass(frozen=True, slots=True)
+class GameChallenge:
+    """Propose a game; the terms fix the game record's header (and so its hash chain).
+
+    `challenger_color` is 1 (black) or 2 (white); `black` and `white` are the players'
+    peer ids; komi travels as an integer number of half points.
+    """
+
+    KIND: ClassVar[str] = "game_challenge"
+    game_id: str
+    size: int
+    rules: str
+    komi_halves: int
+    challenger_color: int
+    main_time_s: int
+    increment_s: int
+    date: str
+    black: str
+    white: str
+
+    def __post_init__(self) -> None:
+        _game_id(self.game_id)
+        if not 2 <= self.size <= 25:
+            raise ValueError(f"size must be 2..25, got {self.size}")
+        if abs(self.komi_halves) > MAX_KOMI_HALVES:
+            raise ValueError(f"komi_halves must be within +-{MAX_KOMI_HALVES}")
+        if self.challenger_color not in (1, 2):
+            raise ValueError("challenger_color must be 1 (black) or 2 (white)")
+        _uint("main_time_s", self.main_time_s)
+        _uint("increment_s", self.increment_s)
+
+
+@dataclass(frozen=True, slots=True)
+class GameAccept:
+    KIND: ClassVar[str] = "game_accept"
+    game_id: str
+
+    def __post_init__(self) -> None:
+        _game_id(self.game_id)
+
+
+@dataclass(frozen=True, slots=True)
+class GameDecline:
+    KIND: ClassVar[str] = "game_decline"
+    game_id: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        _game_id(self.game_id)
+
+
+@dataclass(frozen=True, slots=True)
+class GameMove:
+    """Move `number` (1-based) of the game, played on top of chain head `prev_head`.
+
+    `move_kind` is 0 play, 1 pass, 2 resign (the record's codes); row/col are 0 unless
+    play. (Not ``kind``: that key names the record on the wire.)
+    """
+
+    KIND: ClassVar[str] = "game_move"
+    game_id: str
+    number: int
+    color: int
+    move_kind: int
+    row: int
+    col: int
+    prev_head: bytes
+
+    def __post_init__(self) -> None:
+        _game_id(self.game_id)
+        _uint("number", self.number, minimum=1)
+        if self.color not in (1, 2):
+            raise ValueError("color must be 1 (black) or 2 (white)")
+        if self.move_kind not in (0, 1, 2):
+            raise ValueError("move_kind must be 0 (play), 1 (pass) or 2 (resign)")
+        _uint("row", self.row)
+        _uint("col", self.col)
+        _digest("prev_head", self.prev_head)
+
+
+@dataclass(frozen=True, slots=True)
+class GameMoveAck:
+    """Move `number` was validated and applied; `head` is the chain head after it."""
+
+    KIND: ClassVar[str] = "game_move_ack"
+    game_id: str
+    number: int
+    head: bytes
+
+    def __post_init__(self) -> None:
+        _game_id(self.game_id)
+        _uint("number", self.number, minimum=1)
+        _digest("head", self.head)
+
+
+@dataclass(frozen=True, slots=True)
+class GameMoveRejected:
+    """Move `number` was not applied; `reason` says why (illegal, out of turn, ...)."""
+
+    KIND: ClassVar[str] = "game_move_rejected"
+    game_id: str
+    number: int
+    reason: str
+
+    def __post_init__(self) -> None:
+        _game_id(self.game_id)
+        _uint("number", self.number, minimum=1)
+
+
+@dataclass(frozen=True, slots=True)
+class GameSync:
+    """Where my copy of the game stands: `moves` applied, ending in chain head `head`.
+
+    Sent first on a resumed stream (and answered in kind) to find what was lost.
+    """
+
+    KIND: ClassVar[str] = "game_sync"
+    game_id: str
+    moves: int
+    head: bytes
+
+    def __post_init__(self) -> None:
+        _game_id(self.game_id)
+        _uint("moves", self.moves)
+        _digest("head", self.head)
+
+
+@dataclass(frozen=True, slots=True)
+class GameDeadStones:
+    """My proposal of the dead stones at chain head `head` (points as row * size + col)."""
+
+    KIND: ClassVar[str] = "game_dead_stones"
+    game_id: str
+    head: bytes
+    points: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        _game_id(self.game_id)
+        _digest("head", self.head)
+        if list(self.points) != sorted(set(self.points)):
+            raise ValueError("points must be sorted and distinct")
+        for point in self.points:
+            _uint("point", point)
+
+
+@dataclass(frozen=True, slots=True)
+class GameSignature:
+    """My Ed25519 signature over the final record (see `engine._store.sign_record`)."""
+
+    KIND: ClassVar[str] = "game_signature"
+    game_id: str
+    record_digest: bytes  # BLAKE3 of the final record's canonical bytes
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        _game_id(self.game_id)
+        _digest("record_digest", self.record_digest)
+        if len(self.signature) != SIGNATURE_BYTES:
+            raise ValueError(f"signature must be {SIGNATURE_BYTES} bytes")
+
+
 Message = (
     Hello
     | RoundAnnouncement
@@ -180,6 +447,22 @@ Message = (
     | BlobChunk
     | BlobNotFound
     | BlobRefused
+    | DirectoryRegister
+    | DirectoryRegistered
+    | DirectoryLookup
+    | DirectoryList
+    | DirectoryEntry
+    | DirectoryEntries
+    | DirectoryRefused
+    | GameChallenge
+    | GameAccept
+    | GameDecline
+    | GameMove
+    | GameMoveAck
+    | GameMoveRejected
+    | GameSync
+    | GameDeadStones
+    | GameSignature
 )
 
 MESSAGE_TYPES: tuple[type[Message], ...] = typing.get_args(Message)

@@ -2,11 +2,22 @@
 
 It starts a `Node` from a config file and flags, dials the given peers, subscribes to
 the announcement topic, says hello, and writes one JSON object per line to stdout for
-each event (``listening``, ``hello``, ``announcement``, ``acked``, ``announce_timeout``)
-so scripts and tests can follow it. Every round announcement it receives is acked.
-With ``--announce-round`` it announces a round itself and re-announces until
-``--expect-acks`` peers have acked. It stops on SIGINT/SIGTERM, or when stdin
-closes if ``--exit-on-stdin-eof`` is given (how tests stop it cleanly).
+each event (``listening``, ``hello``, ``announcement``, ``acked``, ``announce_timeout``,
+``reserved``, ``registered``, ``game_*``) so scripts and tests can follow it. Every
+round announcement it receives is acked. With ``--announce-round`` it announces a
+round itself and re-announces until ``--expect-acks`` peers have acked.
+
+Relays and games: with ``--relay ADDR`` it keeps a circuit relay v2 reservation on
+that relay (so it is reachable at ``ADDR/p2p-circuit/p2p/<us>``), upgrades relayed
+connections with DCUtR unless ``--no-dcutr``, and registers its addresses in the
+relay's directory. With ``--play`` it accepts challenges and plays them with the
+heuristic AI; ``--challenge PEER_ID`` finds that peer (``--challenge-addr`` or the
+relays' directories; ``--via-relay`` uses only its circuit address) and plays one
+game. Finished games are stored, signed by both players, under
+``<data dir>/gamestore``.
+
+It stops on SIGINT/SIGTERM, or when stdin closes if ``--exit-on-stdin-eof`` is given
+(how tests stop it cleanly).
 """
 
 from __future__ import annotations
@@ -17,17 +28,24 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from engine import GameStore
 from net._config import NodeConfig
-from net._errors import ConfigError, IdentityError
-from net._node import ANNOUNCE_TOPIC, Node, Received
+from net._directory import DirectoryClient, DirectoryError
+from net._errors import ConfigError, IdentityError, NetError
+from net._game_service import AiPolicy, GameError, GameService
+from net._identity import Identity
+from net._node import ANNOUNCE_TOPIC, Node, NodeService, Received
+from net._relay import RelayClient
 from net._wire import Hello, RoundAnnouncement
 
 AGENT = "p2pgo-peer/0.1"
+log = logging.getLogger(__name__)
 
 
 def _emit(event: str, **fields: Any) -> None:
@@ -47,6 +65,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--announce-timeout", type=float, default=30.0, help="give up after (s)")
     p.add_argument("--exit-on-stdin-eof", action="store_true")
     p.add_argument("--log-level", default="WARNING")
+    g = p.add_argument_group("relays and games")
+    g.add_argument("--relay", action="append", default=[], help="relay multiaddr with /p2p/")
+    g.add_argument("--no-dcutr", action="store_true", help="never upgrade relayed connections")
+    g.add_argument("--register-ttl", type=int, default=300, help="directory entry TTL (s)")
+    g.add_argument("--play", action="store_true", help="accept challenges and play (AI)")
+    g.add_argument("--challenge", metavar="PEER_ID", help="challenge this peer to a game")
+    g.add_argument("--challenge-addr", help="where the challenged peer is (else directory)")
+    g.add_argument("--via-relay", action="store_true", help="reach the peer via its circuit")
+    g.add_argument("--size", type=int, default=9)
+    g.add_argument("--komi", type=float, default=7.5)
+    g.add_argument("--rules", default="chinese")
+    g.add_argument("--color", choices=["black", "white"], default="black")
+    g.add_argument("--main-time", type=int, default=0, help="seconds per player (0: none)")
+    g.add_argument("--increment", type=int, default=0, help="seconds added per move")
+    g.add_argument("--max-moves", type=int, default=400, help="the AI passes after this")
+    g.add_argument("--seed", type=int, default=0, help="the AI's random seed")
+    g.add_argument("--drop-after-moves", type=int, help=argparse.SUPPRESS)  # test hook
     return p
 
 
@@ -105,16 +140,110 @@ async def _wait_for_stop(exit_on_eof: bool) -> None:
             nursery.start_soon(on_eof)
 
 
+async def _register(node: Node, relays: RelayClient, ttl: int) -> None:
+    """Keep our addresses (direct and circuit) listed in every relay's directory."""
+    clients = [DirectoryClient(node, addr.rsplit("/p2p/", 1)[1]) for addr in node.config.relays]
+    first = True
+    while True:
+        addrs = (*relays.circuit_addrs, *node.listen_addrs)
+        for client in clients:
+            try:
+                granted = await client.register(addrs, AGENT, ttl)
+            except DirectoryError as err:
+                _emit("register_failed", relay=client.relay_peer_id, error=str(err))
+                continue
+            if first:
+                _emit("registered", relay=client.relay_peer_id, ttl=granted, addrs=list(addrs))
+        first = False
+        await trio.sleep(max(1.0, ttl / 2))  # re-register before the entry expires
+
+
+async def _find(node: Node, args: argparse.Namespace) -> str:
+    """The address to challenge: ``--challenge-addr`` or a relay directory's entry."""
+    if args.challenge_addr:
+        return str(args.challenge_addr)
+    relays = [DirectoryClient(node, a.rsplit("/p2p/", 1)[1]) for a in node.config.relays]
+    if not relays:
+        raise GameError("--challenge needs --challenge-addr or a --relay with a directory")
+    with trio.move_on_after(30):
+        while True:
+            for client in relays:
+                try:
+                    entry = await client.lookup(args.challenge)
+                except DirectoryError as err:
+                    log.info("directory lookup failed: %s", err)
+                    continue
+                if entry is not None:
+                    circuit = [a for a in entry.addrs if "/p2p-circuit" in a]
+                    direct = [a for a in entry.addrs if "/p2p-circuit" not in a]
+                    ordered = circuit if args.via_relay else direct + circuit
+                    if ordered:
+                        return ordered[0]
+            await trio.sleep(0.5)  # the peer may not have registered yet: poll
+    raise GameError(f"{args.challenge} is in no relay's directory")
+
+
+async def _challenge(node: Node, games: GameService, args: argparse.Namespace) -> None:
+    try:
+        addr = await _find(node, args)
+        terms = games.new_terms(
+            args.challenge,
+            size=args.size,
+            rules=args.rules,
+            komi=args.komi,
+            black=args.color == "black",
+            main_time_s=args.main_time,
+            increment_s=args.increment,
+            date=time.strftime("%Y-%m-%d"),
+        )
+        outcome = await games.challenge(addr, terms)
+    except (GameError, NetError, ValueError) as err:
+        _emit("challenge_failed", error=str(err))
+        return
+    _emit(
+        "challenge_done",
+        game_id=outcome.game_id,
+        phase=outcome.phase.value,
+        result=outcome.result,
+        moves=outcome.moves,
+        record_id=outcome.record_id,
+        resumes=outcome.resumes,
+        addr=addr,
+    )
+
+
 async def _run(config: NodeConfig, args: argparse.Namespace) -> None:
-    node = Node(config)
+    identity = Identity.load_or_create(config.data_dir)
+    services: list[NodeService] = []
+    relays = RelayClient(dcutr=not args.no_dcutr) if config.relays else None
+    if relays is not None:
+        services.append(relays)
+    games = None
+    if args.play or args.challenge:
+        store = GameStore(config.data_dir / "gamestore", identity.signing_key)
+        policy = AiPolicy(seed=args.seed, max_moves=args.max_moves)
+        games = GameService(
+            store,
+            policy,
+            accept_challenges=args.play,
+            on_event=lambda event, fields: _emit(event, **fields),
+            drop_after_moves=args.drop_after_moves,
+        )
+        services.append(games)
+    node = Node(config, identity, services=services)
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
         inbox = await node.subscribe(ANNOUNCE_TOPIC)
         _emit("listening", peer_id=node.peer_id, addrs=list(node.listen_addrs))
         nursery.start_soon(_report, node, inbox)
         await node.publish(ANNOUNCE_TOPIC, Hello(node.peer_id, node.listen_addrs, AGENT))
+        if relays is not None:
+            _emit("reserved", circuit_addrs=list(relays.circuit_addrs))
+            nursery.start_soon(_register, node, relays, args.register_ttl)
         if args.announce_round is not None:
             nursery.start_soon(_announce, node, args)
+        if args.challenge and games is not None:
+            nursery.start_soon(_challenge, node, games, args)
         await _wait_for_stop(args.exit_on_stdin_eof)
         nursery.cancel_scope.cancel()
     _emit("stopped")
@@ -129,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             data_dir=args.data_dir,
             listen=tuple(args.listen) if args.listen else None,
             peers=tuple(args.connect) or None,
+            relays=tuple(args.relay) or None,
         )
         if len(args.model_version) != 64:
             raise ConfigError("--model-version must be 64 hex digits")
