@@ -38,7 +38,8 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	mkdir -p bench-out
-	$(PY) -m benchmarks | tee bench-out/latest.jsonl
+	# One BLAS thread: numpy's threads fight the benchmarks' own on 2 cores.
+	OPENBLAS_NUM_THREADS=1 $(PY) -m benchmarks | tee bench-out/latest.jsonl
 
 clean:
 	rm -rf $(VENV) bench-out .pytest_cache .mypy_cache .ruff_cache
