@@ -527,7 +527,7 @@ class RoundParticipant:
         params = self._start.params
         masked = self._secagg.masked_input(bundle, self._values)
         self._values = None
-        blob = pack_quantized(masked.masked, params.modulus_bits)
+        blob = pack_quantized(masked.masked, params.modulus_bits, compress=False)
         digest = blake3.blake3(blob).digest()
         challenge = PowChallenge(self._secagg_id, self._me, digest, params.pow_difficulty)
         nonce = solve_pow(challenge, start=secrets.randbits(32))

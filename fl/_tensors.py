@@ -92,7 +92,9 @@ def l2_norm(update: Mapping[str, NDArray[np.floating]]) -> float:
     total = 0.0
     for name in update:
         array = _checked(update, name).astype(np.float64)
-        total += float(np.dot(array.reshape(-1), array.reshape(-1)))
+        flat = array.reshape(-1)
+        # einsum, not np.dot: BLAS threads made one 100k dot 300x slower on a busy box.
+        total += float(np.einsum("i,i->", flat, flat))
     return math.sqrt(total)
 
 

@@ -134,3 +134,14 @@ def test_decoder_returns_or_raises_only_our_error(data: bytes) -> None:
         except FlInputError:
             continue
         assert vector.dtype == np.uint32
+
+
+def test_uncompressed_frames_round_trip_and_skip_zlib() -> None:
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 1 << 16, size=10_000, dtype=np.uint32)
+    frame = pack_quantized(values, 16, compress=False)
+    assert len(frame) == len(pack_quantized(values, 16)) or len(frame) >= 2 * values.size
+    decoded, bits = unpack_quantized(frame)
+    assert bits == 16 and np.array_equal(decoded, values)
+    zeros = np.zeros(10_000, dtype=np.uint32)
+    assert len(pack_quantized(zeros, 16, compress=False)) > len(pack_quantized(zeros, 16))
