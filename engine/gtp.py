@@ -21,17 +21,38 @@ Scoring (``final_score``, ``final_status_list``) uses the rule set chosen with
 ``--rules``: area scoring for ``chinese`` and ``tromp-taylor``, territory scoring for
 ``japanese``, with the dead stones proposed by :func:`engine._scoring.estimate_dead`.
 Moves come from a :class:`Player` (by default :class:`HeuristicPlayer`).
+
+A :class:`SearchingPlayer` (the network with search, :class:`engine.nn.SearchPlayer`)
+also gets a time budget per move from ``time_settings``/``time_left``: the remaining
+main time divided by the moves we still expect to play, or the byo-yomi period per
+stone, less a safety margin (see :meth:`GtpEngine.move_time`). It also answers
+``lz-analyze`` and ``lz-genmove_analyze`` in Leela Zero's format, which Sabaki reads::
+
+    info move D4 visits 120 winrate 5312 prior 1834 order 0 pv D4 E6 info move ...
+
+winrate and prior are in 1/10000 for the side to move; the interval is in
+centiseconds. GTP has no way to interrupt a command, so streaming works like this in
+:func:`main`: a reader thread queues input lines; ``lz-analyze`` replies ``=``, then
+searches for one interval at a time and writes one ``info`` line after each, until a
+line of input is waiting; then it ends the reply with a blank line and the waiting
+command runs. (The next command is answered within one interval.) Called through
+the pure :meth:`GtpEngine.handle`, ``lz-analyze`` runs a single interval and returns
+one ``info`` line.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import queue
 import random
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from engine._coords import CoordinateError, Point, check_size, from_gtp, to_gtp
 from engine._players import HeuristicPlayer, Player
@@ -45,9 +66,26 @@ from engine._rules import (
     fixed_handicap_points,
 )
 from engine._scoring import Score, estimate_dead, score
+from engine._search import SearchResult
 from engine._sgf import SgfError, dump_sgf, load_sgf
 
-__all__ = ["ENGINE_NAME", "ENGINE_VERSION", "GtpEngine", "GtpError", "main"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "ENGINE_NAME",
+    "ENGINE_VERSION",
+    "GtpEngine",
+    "GtpError",
+    "SearchingPlayer",
+    "format_analysis",
+    "main",
+]
+
+# The model shipped with the repository; p2pgo-gtp plays with it unless told otherwise.
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default-9x9.cbor"
+# lz-analyze without an interval reports once a second (the interval is in centiseconds).
+_DEFAULT_INTERVAL_CS = 100
+# Analysis stops growing the tree here (memory), and then only waits for the next command.
+_MAX_ANALYSIS_VISITS = 200_000
 
 ENGINE_NAME = "p2pgo"
 ENGINE_VERSION = "0.1.0"
@@ -93,6 +131,46 @@ def _int(text: str, what: str) -> int:
 def _args(args: Sequence[str], count: int, usage: str) -> None:
     if len(args) != count:
         raise GtpError(f"syntax error: expected {usage}")
+
+
+@runtime_checkable
+class SearchingPlayer(Protocol):
+    """A player that searches within a time budget and can analyse without playing."""
+
+    def choose(self, position: Position) -> Move: ...
+
+    def choose_with_budget(
+        self,
+        position: Position,
+        seconds: float | None,
+        on_progress: Callable[[SearchResult], None] | None = None,
+    ) -> Move: ...
+
+    def analyze(
+        self,
+        position: Position,
+        *,
+        seconds: float,
+        max_visits: int = ...,
+        on_progress: Callable[[SearchResult], None] | None = None,
+    ) -> SearchResult: ...
+
+
+def format_analysis(result: SearchResult, size: int) -> str:
+    """One Leela Zero ``info`` line for the candidates of a search (most visited first)."""
+    parts = []
+    order = 0
+    for stats in result.candidates:
+        if stats.visits <= 0:
+            continue
+        pv = " ".join(to_gtp(p, size) for p in stats.pv)
+        parts.append(
+            f"info move {to_gtp(stats.move, size)} visits {stats.visits} "
+            f"winrate {round(stats.winrate * 10000)} prior {round(stats.prior * 10000)} "
+            f"order {order} pv {pv}"
+        )
+        order += 1
+    return " ".join(parts)
 
 
 class GtpEngine:
@@ -155,6 +233,9 @@ class GtpEngine:
             "loadsgf": self._loadsgf,
             "printsgf": self._printsgf,
         }
+        if isinstance(self._player, SearchingPlayer):
+            self._commands["lz-analyze"] = self._lz_analyze
+            self._commands["lz-genmove_analyze"] = self._lz_genmove_analyze
 
     # ---- state ----------------------------------------------------------------------
 
@@ -332,6 +413,7 @@ class GtpEngine:
         if any(v < 0 for v in values):
             raise GtpError("syntax error: times must not be negative")
         self.time_settings = (values[0], values[1], values[2])
+        self.time_left = {}  # a new clock: reports about the old one no longer hold
         return ""
 
     def _time_left(self, args: list[str]) -> str:
@@ -359,13 +441,44 @@ class GtpEngine:
             raise GtpError("illegal move") from None
         return ""
 
-    def _choose(self, player: Player, color: Color) -> Move:
+    def _position_for(self, color: Color) -> Position:
         pos = self._playable()
         if pos.to_play is not color:
             # Asked for the other colour: let the player see that colour to move. The
             # move is still checked against the real game below (repetition included).
             pos = pos.with_setup(to_play=color)
-        move = player.choose(pos)
+        return pos
+
+    def move_time(self, color: Color) -> float | None:
+        """Seconds to spend on ``color``'s next move under the clock, ``None`` if untimed.
+
+        From ``time_settings`` (main, byo-yomi time, byo-yomi stones) and the latest
+        ``time_left``: in byo-yomi, the period's time over its stones; in main time, the
+        remaining time over the moves we expect still to play (half of 90% of the
+        board's points less the moves played, at least 15% of the points), but not less
+        than a byo-yomi stone's share. 90% of that, less 0.1 s for overheads.
+        """
+        if self.time_settings is None:
+            return None
+        main_time, byo_time, byo_stones = self.time_settings
+        if byo_time > 0 and byo_stones == 0:
+            return None  # GTP: byo-yomi time without stones means no time limit
+        remaining, stones = self.time_left.get(color, (main_time, 0))
+        per_stone = byo_time / byo_stones if byo_stones > 0 else 0.0
+        if stones > 0:
+            budget = remaining / stones
+        else:
+            points = self.size * self.size
+            moves_left = max(0.15 * points, (0.9 * points - self.position.move_number) / 2)
+            budget = max(remaining / moves_left, per_stone)
+        return max(0.05, 0.9 * budget - 0.1)
+
+    def _choose(self, player: Player, color: Color) -> Move:
+        pos = self._position_for(color)
+        if isinstance(player, SearchingPlayer):
+            move = player.choose_with_budget(pos, self.move_time(color))
+        else:
+            move = player.choose(pos)
         if move.color is not color:
             raise GtpError(f"the player answered for {move.color.name.lower()}")
         return move
@@ -394,6 +507,124 @@ class GtpEngine:
 
     def _reg_genmove(self, args: list[str]) -> str:
         return self._generate(args, self._player, commit=False)
+
+    # ---- analysis (Leela Zero's lz-analyze, for Sabaki) ------------------------------
+
+    def _analysis_args(self, args: list[str]) -> tuple[Color, float]:
+        """``[color] [interval]`` plus Leela Zero's keyword options (ignored, except
+        ``interval``); the colour defaults to the side to move."""
+        color = self._playable().to_play
+        interval = _DEFAULT_INTERVAL_CS
+        rest = list(args)
+        if rest and rest[0].lower() in ("b", "w", "black", "white"):
+            color = _color(rest.pop(0))
+        if rest and rest[0].isdigit():
+            interval = _int(rest.pop(0), "interval")
+        while rest:
+            word = rest.pop(0).lower()
+            if word == "interval" and rest:
+                interval = _int(rest.pop(0), "interval")
+            elif word in ("minmoves", "maxmoves") and rest:
+                rest.pop(0)
+            elif word in ("avoid", "allow"):
+                rest[:] = rest[3:]  # color, vertices, until-move: not supported, ignored
+            else:
+                raise GtpError(f"syntax error: unexpected {word[:20]!r}")
+        if interval < 0 or interval > 360_000:
+            raise GtpError("syntax error: interval is 0 to 360000 centiseconds")
+        return color, (interval or _DEFAULT_INTERVAL_CS) / 100.0
+
+    def _searching_player(self) -> SearchingPlayer:
+        player = self._player
+        if not isinstance(player, SearchingPlayer):
+            raise GtpError("analysis needs the network player (start with --model)")
+        return player
+
+    def analyze_stream(
+        self,
+        args: list[str],
+        write: Callable[[str], None],
+        input_waiting: Callable[[float], bool],
+        ident: str = "",
+    ) -> None:
+        """``lz-analyze`` streaming: ``=``, one info line per interval, until input waits.
+
+        ``input_waiting(timeout)`` says whether a line of input is waiting (waiting up
+        to ``timeout`` seconds for one); the reply ends with a blank line.
+        """
+        try:
+            player = self._searching_player()
+            color, interval = self._analysis_args(args)
+            pos = self._position_for(color)
+        except GtpError as exc:
+            write(f"?{ident} {exc}\n\n")
+            return
+        write(f"={ident}\n")
+        if not pos.is_game_over:
+            while True:
+                result = player.analyze(pos, seconds=interval)
+                write(format_analysis(result, pos.size) + "\n")
+                if input_waiting(0.0):
+                    break
+                if result.visits >= _MAX_ANALYSIS_VISITS:
+                    while not input_waiting(interval):
+                        continue  # the tree is full: only wait for the next command
+                    break
+        write("\n")
+
+    def _lz_analyze(self, args: list[str]) -> str:
+        player = self._searching_player()
+        color, interval = self._analysis_args(args)
+        pos = self._position_for(color)
+        if pos.is_game_over:
+            return ""
+        return "\n" + format_analysis(player.analyze(pos, seconds=interval), pos.size)
+
+    def genmove_analyze_stream(
+        self, args: list[str], write: Callable[[str], None], ident: str = ""
+    ) -> None:
+        """``lz-genmove_analyze``: info lines while the move is searched, then ``play``."""
+        try:
+            player = self._searching_player()
+            color, interval = self._analysis_args(args)
+        except GtpError as exc:
+            write(f"?{ident} {exc}\n\n")
+            return
+        write(f"={ident}\n")
+        pos = self._position_for(color)
+        clock = [0.0]
+
+        def progress(result: SearchResult) -> None:
+            clock[0] += 0.2  # the search reports every 0.2 s
+            if clock[0] >= interval:
+                clock[0] = 0.0
+                write(format_analysis(result, pos.size) + "\n")
+
+        vertex = self._generate_with(color, player, progress)
+        write(f"play {vertex}\n\n")
+
+    def _generate_with(
+        self,
+        color: Color,
+        player: SearchingPlayer,
+        progress: Callable[[SearchResult], None] | None,
+    ) -> str:
+        pos = self._position_for(color)
+        if pos.is_game_over:
+            move = Move.pass_(color)
+        else:
+            move = player.choose_with_budget(pos, self.move_time(color), progress)
+        try:
+            self.play(move)
+        except IllegalMove:
+            move = Move.pass_(color)
+            self.play(move)
+        return to_gtp(move.point, self.size)
+
+    def _lz_genmove_analyze(self, args: list[str]) -> str:
+        player = self._searching_player()
+        color, _ = self._analysis_args(args)
+        return "\nplay " + self._generate_with(color, player, None)
 
     def _undo(self, args: list[str]) -> str:
         if len(self._stack) < 2:
@@ -498,8 +729,11 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "p2pgo's Go engine speaking GTP v2 on stdin/stdout, for GUIs (Sabaki, GoGui), "
             "match tools (twogtp, python -m engine.match) and KGS clients. "
-            "Moves come from a simple heuristic player (captures, atari escapes, "
-            "no self-atari, never fills its own eyes, otherwise random)."
+            "Moves come from the policy/value network with tree search (the shipped "
+            "model unless --model says otherwise; lz-analyze for Sabaki), or from a "
+            "simple heuristic player (captures, atari escapes, no self-atari, never "
+            "fills its own eyes, otherwise random) with --player heuristic or when no "
+            "model is available."
         ),
     )
     parser.add_argument(
@@ -521,7 +755,127 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed for the move choice (default %(default)s)"
     )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="play with this p2pgo weight file and tree search (default: the shipped "
+        f"model {DEFAULT_MODEL.name} if present, else the heuristic player)",
+    )
+    parser.add_argument(
+        "--player",
+        choices=["auto", "network", "heuristic"],
+        default="auto",
+        help="auto: the network when a model is available; heuristic: the simple "
+        "player even if a model is there (fast, for tests and match baselines)",
+    )
+    parser.add_argument(
+        "--visits",
+        type=int,
+        default=200,
+        help="network: search visits per move, 0 = policy only (default %(default)s)",
+    )
+    parser.add_argument(
+        "--seconds-per-move",
+        type=float,
+        default=1.0,
+        help="network: at most this many seconds per move; time_settings may lower it "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="network: torch CPU threads (default 1)"
+    )
     return parser
+
+
+def _network_player(args: argparse.Namespace) -> Player | None:
+    """The network player the flags ask for; ``None`` for the heuristic one."""
+    if args.player == "heuristic":
+        return None
+    path = args.model if args.model is not None else DEFAULT_MODEL
+    if args.model is None and not DEFAULT_MODEL.is_file():
+        if args.player == "network":
+            raise ValueError(f"no --model given and no shipped model at {DEFAULT_MODEL}")
+        return None
+    # Imported only here: torch takes a second or two to import.
+    from engine.nn import ModelFormatError, Predictor, SearchPlayer, load_weights
+
+    try:
+        model = load_weights(path.read_bytes())
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ModelFormatError as exc:
+        raise ValueError(f"{path} is not a p2pgo model: {exc}") from None
+    seconds = args.seconds_per_move if args.seconds_per_move > 0 else None
+    return SearchPlayer(
+        Predictor(model, threads=args.threads), visits=args.visits, seconds=seconds, seed=args.seed
+    )
+
+
+class _Input:
+    """Lines of a file descriptor, read by a thread so a command can check for more.
+
+    The thread uses ``os.read`` on the descriptor, not ``sys.stdin.buffer``: a daemon
+    thread blocked inside a buffered reader holds its lock, and the interpreter then
+    aborts at exit when it tries to flush that reader.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._lines: queue.Queue[bytes | None] = queue.Queue()
+        self._pending: list[bytes | None] = []
+        thread = threading.Thread(target=self._read, args=(fd,), daemon=True)
+        thread.start()
+
+    def _read(self, fd: int) -> None:
+        rest = b""
+        try:
+            while chunk := os.read(fd, 65536):
+                *lines, rest = (rest + chunk).split(b"\n")
+                for line in lines:
+                    self._lines.put(line + b"\n")
+        except OSError:
+            pass  # stdin closed under us: the same as its end
+        if rest:
+            self._lines.put(rest)
+        self._lines.put(None)
+
+    def next(self) -> bytes | None:
+        """The next line (blocking); ``None`` at end of input."""
+        if self._pending:
+            return self._pending.pop()
+        return self._lines.get()
+
+    def waiting(self, timeout: float) -> bool:
+        """Whether a line (or the end of input) is waiting, waiting up to ``timeout`` s."""
+        if self._pending:
+            return True
+        try:
+            self._pending.append(
+                self._lines.get(timeout=timeout) if timeout > 0 else self._lines.get_nowait()
+            )
+        except queue.Empty:
+            return False
+        return True
+
+
+def _streaming(engine: GtpEngine, line: str, write: Callable[[str], None], stdin: _Input) -> bool:
+    """Run ``line`` if it is a streaming analysis command; whether it was one."""
+    words = _preprocess(line).split()
+    ident = ""
+    if words and words[0].isdigit() and words[0].isascii():
+        ident = words.pop(0)
+    if not words or words[0] not in ("lz-analyze", "lz-genmove_analyze"):
+        return False
+    if words[0] not in engine._commands:
+        return False  # answered as an unknown command by handle()
+    try:
+        if words[0] == "lz-analyze":
+            engine.analyze_stream(words[1:], write, stdin.waiting, ident)
+        else:
+            engine.genmove_analyze_stream(words[1:], write, ident)
+    except Exception:  # a bug must not end the session: end the reply and go on
+        write("\n")
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -533,14 +887,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error(str(exc))
     if args.komi is not None and not math.isfinite(args.komi):
         _parser().error("--komi must be a finite number")
-    engine = GtpEngine(size=args.size, rules=args.rules, komi=args.komi, seed=args.seed)
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    if args.visits < 0 or args.threads < 1 or not math.isfinite(args.seconds_per_move):
+        _parser().error("--visits must be >= 0, --threads >= 1, --seconds-per-move finite")
     try:
-        for raw in stdin:
-            reply = engine.handle(raw.decode("utf-8", errors="replace"))
-            if reply:
-                stdout.write(reply.encode("utf-8"))
-                stdout.flush()
+        player = _network_player(args)
+    except ValueError as exc:
+        _parser().error(str(exc))
+    engine = GtpEngine(
+        size=args.size, rules=args.rules, komi=args.komi, seed=args.seed, player=player
+    )
+    stdin, stdout = _Input(sys.stdin.fileno()), sys.stdout.buffer
+
+    def write(text: str) -> None:
+        stdout.write(text.encode("utf-8"))
+        stdout.flush()
+
+    try:
+        while (raw := stdin.next()) is not None:
+            line = raw.decode("utf-8", errors="replace")
+            if not _streaming(engine, line, write, stdin):
+                reply = engine.handle(line)
+                if reply:
+                    write(reply)
             if engine.quit_requested:
                 break
     except (BrokenPipeError, KeyboardInterrupt):

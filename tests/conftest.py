@@ -41,8 +41,12 @@ def gnugo() -> str:
 
 @pytest.fixture
 def p2pgo_gtp_argv(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Command line that starts our GTP engine as a child process (from this checkout)."""
+    """Command line that starts our GTP engine as a child process (from this checkout).
+
+    It plays with the heuristic player: these tests are about GTP and match plumbing,
+    and the network's search would make each game ten times slower.
+    """
     pythonpath = os.environ.get("PYTHONPATH", "")
     parts = [str(REPO_ROOT), *(p for p in pythonpath.split(os.pathsep) if p)]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(parts))
-    return [sys.executable, "-m", "engine.gtp"]
+    return [sys.executable, "-m", "engine.gtp", "--player", "heuristic"]
