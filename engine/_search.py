@@ -94,7 +94,7 @@ class _Node:
     __slots__ = ("children", "expanded", "move", "n", "parent", "position", "prior", "vloss", "w")
 
     def __init__(
-        self, position: Position, parent: _Node | None, move: Point | None, prior: float
+        self, position: Position | None, parent: _Node | None, move: Point | None, prior: float
     ) -> None:
         self.position = position
         self.parent = parent
@@ -115,6 +115,12 @@ class _Node:
 
 def _index(point: Point | None, size: int) -> int:
     return size * size if point is None else point[0] * size + point[1]
+
+
+def _pos(node: _Node) -> Position:
+    position = node.position
+    assert position is not None, "selected nodes always have positions"
+    return position
 
 
 def _terminal_value(position: Position) -> float:
@@ -141,6 +147,7 @@ class Search:
         self._clock = clock
         self._rng = random.Random(self.config.seed)
         self._root: _Node | None = None
+        self._noised: _Node | None = None
         self.nodes_evaluated = 0
 
     # ---- public -------------------------------------------------------------------
@@ -158,13 +165,14 @@ class Search:
             raise ValueError("the game is over; there is nothing to search")
         budget = self.config.visits if visits is None else visits
         limit = self.config.seconds if seconds is None else seconds
+        # The budget starts now: expanding the root is part of the move's time.
+        deadline = None if limit is None else self._clock() + limit
         root = self._root_for(position)
         if not root.expanded:
             self._evaluate_batch([root])
         self._add_root_noise(root)
         if budget <= 0:
             return self._result(root, policy_only=True)
-        deadline = None if limit is None else self._clock() + limit
         done = 0
         last_report = self._clock()
         while done < budget:
@@ -191,7 +199,7 @@ class Search:
         if root is None:
             return
         for child in root.children:
-            if child.move == move.point and not move.is_resign:
+            if child.move == move.point and not move.is_resign and child.position is not None:
                 child.parent = None
                 self._root = child
                 return
@@ -204,12 +212,14 @@ class Search:
 
     def _root_for(self, position: Position) -> _Node:
         root = self._root
+        known = None if root is None else root.position
         if (
             root is not None
-            and root.position.same_board(position)
-            and root.position.to_play is position.to_play
-            and root.position.ko == position.ko
-            and root.position.passes == position.passes
+            and known is not None
+            and known.same_board(position)
+            and known.to_play is position.to_play
+            and known.ko == position.ko
+            and known.passes == position.passes
         ):
             return root
         self._root = _Node(position, None, None, 1.0)
@@ -217,8 +227,10 @@ class Search:
 
     def _add_root_noise(self, root: _Node) -> None:
         alpha = self.config.dirichlet_alpha
-        if alpha <= 0 or not root.children:
+        # Once per root: a root kept from the last move already has its noise.
+        if alpha <= 0 or not root.children or root is self._noised:
             return
+        self._noised = root
         noise = [self._rng.gammavariate(alpha, 1.0) for _ in root.children]
         total = sum(noise) or 1.0
         frac = self.config.dirichlet_fraction
@@ -241,6 +253,8 @@ class Search:
                 s = child.q(fpu) + u
                 if s > best_score:
                     best_score, best = s, child
+            if not self._materialize(node, best):
+                continue  # it was illegal and is gone; choose again among the rest
             node = best
             node.vloss += 1
             if node.vloss > 1 and not node.expanded:
@@ -249,6 +263,21 @@ class Search:
                 return None
         return node
 
+    def _materialize(self, parent: _Node, child: _Node) -> bool:
+        """Build a child's position on its first visit; drop the child if illegal."""
+        if child.position is not None:
+            return True
+        pos = parent.position
+        assert pos is not None
+        color = pos.to_play
+        move = Move.pass_(color) if child.move is None else Move.play(color, child.move)
+        try:
+            child.position = pos.play(move)
+        except IllegalMove:
+            parent.children.remove(child)
+            return False
+        return True
+
     def _undo_vloss(self, leaf: _Node) -> None:
         node: _Node | None = leaf
         while node is not None and node.parent is not None:
@@ -256,8 +285,8 @@ class Search:
             node = node.parent
 
     def _evaluate_batch(self, leaves: list[_Node]) -> None:
-        pending = [leaf for leaf in leaves if not leaf.position.is_game_over]
-        results = self.evaluator.evaluate([leaf.position for leaf in pending]) if pending else []
+        pending = [leaf for leaf in leaves if not _pos(leaf).is_game_over]
+        results = self.evaluator.evaluate([_pos(leaf) for leaf in pending]) if pending else []
         self.nodes_evaluated += len(pending)
         values: dict[int, float] = {}
         for leaf, (policy, value) in zip(pending, results, strict=True):
@@ -267,33 +296,27 @@ class Search:
             known = values.get(id(leaf))
             if known is None:
                 leaf.expanded = True
-                known = _terminal_value(leaf.position)
+                known = _terminal_value(_pos(leaf))
             self._backup(leaf, known)
 
     def _expand(self, node: _Node, policy: PolicyArray) -> None:
         if node.expanded:
             return
-        pos = node.position
+        pos = _pos(node)
         size = pos.size
-        color = pos.to_play
-        # Playing every empty point once both tests legality and builds the children.
-        legal: list[tuple[Point | None, Position]] = []
-        for point in pos.empty_points():
-            try:
-                legal.append((point, pos.play(Move.play(color, point))))
-            except IllegalMove:
-                continue
-        legal.append((None, pos.play(Move.pass_(color))))
-        priors = np.array([max(float(policy[_index(p, size)]), 0.0) for p, _ in legal])
-        total = float(priors.sum())
-        if not math.isfinite(total) or total <= 0:
-            priors = np.full(len(legal), 1.0 / len(legal))
-        else:
-            priors = priors / total
-        children = [
-            _Node(child, node, point, float(prior))
-            for (point, child), prior in zip(legal, priors, strict=True)
-        ]
+        # Children get their positions on their first visit (see _materialize): most are
+        # never visited. An evaluator that masks illegal moves (the network does) gives
+        # them no prior, so they are never created; others are dropped when first tried.
+        points: list[Point | None] = [*pos.empty_points(), None]
+        weights = np.array([float(policy[_index(p, size)]) for p in points])
+        weights = np.where(np.isfinite(weights), np.maximum(weights, 0.0), 0.0)
+        total = float(weights.sum())
+        if total <= 0:
+            weights, total = np.ones(len(points)), float(len(points))
+        children = []
+        for point, weight in zip(points, weights, strict=True):
+            if weight > 0 or point is None:  # passing is always legal
+                children.append(_Node(None, node, point, float(weight) / total))
         node.children = children
         node.expanded = True
 
@@ -322,13 +345,19 @@ class Search:
         return tuple(line)
 
     def _result(self, root: _Node, *, policy_only: bool) -> SearchResult:
-        pos = root.position
+        pos = _pos(root)
+        if policy_only:
+            # The best prior that is legal: children are checked lazily, so check now.
+            for child in sorted(root.children, key=lambda ch: ch.prior, reverse=True):
+                if self._materialize(root, child):
+                    break
         children = root.children
         if not children:
             move = Move.pass_(pos.to_play)
             return SearchResult(move, 0.5, root.n, ())
         if policy_only:
-            ranked = sorted(children, key=lambda ch: ch.prior, reverse=True)
+            ranked = sorted(children, key=lambda ch: (ch.position is not None, ch.prior))
+            ranked.reverse()
         else:
             ranked = sorted(children, key=lambda ch: (ch.n, ch.prior), reverse=True)
         best = ranked[0]
