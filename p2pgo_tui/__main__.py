@@ -1,7 +1,8 @@
 """``p2pgo-tui``: the command that starts the terminal app.
 
 Start-up stays light (Textual, the rules and the store only): torch and libp2p are
-never imported here, so the board is usable in well under two seconds. Everything
+never imported here, so the board is usable in well under two seconds. With ``--ai mcp``
+(the default when a model exists) the model server starts in the background. Everything
 the app and its libraries log goes to a file in the data directory, never onto the
 screen.
 """
@@ -15,10 +16,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine import HeuristicPlayer
-from p2pgo_tui._advice import ExplainingAdvisor
 from p2pgo_tui._app import make_app
 from p2pgo_tui._engine import Color, Rules
+from p2pgo_tui._mcp_client import AiKind, build_ai
+from p2pgo_tui._netmodel import add_network_arguments, network_plan
 from p2pgo_tui._settings import DEFAULT_KOMI, HANDICAP_KOMI, GameSettings, SettingsError
 from p2pgo_tui._storage import StoreStorage, default_data_dir
 
@@ -65,14 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed the AI for reproducible games (default: random)",
     )
     parser.add_argument(
+        "--ai",
+        choices=[k.value for k in AiKind],
+        default=None,
+        help="where the AI's moves and hints come from: the network through the p2pgo-mcp "
+        "server, the network in this process, or the heuristic player (default: mcp when "
+        "a model exists, else heuristic)",
+    )
+    parser.add_argument(
         "--log-file",
         type=Path,
         default=None,
         help="log file (default: DATA_DIR/logs/p2pgo-tui.log)",
     )
-    parser.add_argument(
-        "--operator", action="store_true", help="the relay operator's console (not available yet)"
-    )
+    add_network_arguments(parser)
     return parser
 
 
@@ -110,18 +117,15 @@ def _player_name() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.operator:
-        print(
-            "p2pgo-tui: the operator view needs the relay network, which is not built yet; "
-            "run p2pgo-tui without --operator to play",
-            file=sys.stderr,
-        )
-        return 2
     try:
         settings = _settings(args)
     except SettingsError as exc:
         parser.error(str(exc))
     data_dir: Path = (args.data_dir or default_data_dir()).expanduser()
+    try:
+        network = network_plan(args, data_dir)
+    except ValueError as exc:
+        parser.error(str(exc))
     log_file: Path = (args.log_file or data_dir / "logs" / "p2pgo-tui.log").expanduser()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -132,20 +136,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     log.info("starting: data dir %s, %s", data_dir, settings.describe())
     storage = StoreStorage(data_dir)
-    hint_seed = None if args.seed is None else args.seed + 1
+    setup = build_ai(None if args.ai is None else AiKind(args.ai), data_dir, args.seed)
+    log.info("AI: %s", setup.name)
     app = make_app(
-        ai=HeuristicPlayer(args.seed),
-        ai_name="p2pgo AI (heuristic)",
-        advisor=ExplainingAdvisor(HeuristicPlayer(hint_seed)),
+        ai=setup.ai,
+        ai_name=setup.name,
+        advisor=setup.advisor,
         storage=storage,
         settings=settings,
         player_name=_player_name(),
         sgf_dir=data_dir / "sgf",
+        network=network,
+        operator=args.operator,
     )
     try:
         app.run()
     finally:
         storage.close()
+        if setup.client is not None:
+            setup.client.close()
     log.info("exited")
     return app.return_code or 0
 

@@ -23,7 +23,10 @@ from p2pgo_tui._board import GoBoard
 from p2pgo_tui._board_screen import BoardScreen
 from p2pgo_tui._dialogs import HelpScreen
 from p2pgo_tui._keys import key_rows
+from p2pgo_tui._netmodel import NetworkHost, NetworkPlan
+from p2pgo_tui._peers_screen import PeersScreen
 from p2pgo_tui._protocols import Advisor, AiOpponent, GameStorage
+from p2pgo_tui._relay_screen import RelayScreen
 from p2pgo_tui._services import AppServices
 from p2pgo_tui._settings import GameSettings
 
@@ -48,20 +51,42 @@ class P2PGoApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark,f1", "help", "Keys"),
         Binding("q", "quit", "Quit"),
+        Binding("f2", "switch_mode('board')", "Board"),
+        Binding("f3", "switch_mode('peers')", "Peers"),
+        Binding("f5", "switch_mode('relay')", "Relay health"),
     ]
 
-    def __init__(self, services: AppServices) -> None:
+    def __init__(
+        self, services: AppServices, *, network: NetworkPlan | None = None, operator: bool = False
+    ) -> None:
         super().__init__()
         self.services = services
+        # The network starts after the first frame, in the background (see NetworkHost).
+        self.network = NetworkHost(network)
+        self.operator = operator
 
     def on_mount(self) -> None:
         self.add_mode("board", lambda: BoardScreen(self.services))
-        self.switch_mode("board")
+        self.add_mode("peers", lambda: PeersScreen(self.network, self.services))
+        self.add_mode("relay", lambda: RelayScreen(self.network))
+        self.switch_mode("relay" if self.operator else "board")
+        if self.network.enabled:
+            self.call_after_refresh(self.network.begin)
+
+    async def on_unmount(self) -> None:
+        await self.network.stop()
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         if isinstance(screen, CommandSource):
             yield from screen.commands()
         yield SystemCommand("Help", "Every key of this screen and how to play", self.action_help)
+        for mode, title, text in (
+            ("board", "Board", "Play Go (F2)"),
+            ("peers", "Peers", "The peer graph; challenge a peer (F3)"),
+            ("relay", "Relay health", "The relay federation's metrics (F5)"),
+        ):
+            if self.current_mode != mode:
+                yield SystemCommand(title, text, lambda m=mode: self.switch_mode(m))
         yield from super().get_system_commands(screen)
 
     def action_help(self) -> None:
@@ -106,11 +131,15 @@ def make_app(
     settings: GameSettings | None = None,
     player_name: str = "Player",
     sgf_dir: Path | None = None,
+    network: NetworkPlan | None = None,
+    operator: bool = False,
 ) -> P2PGoApp:
     """Build the app from its collaborators (tests pass fakes that fit the protocols).
 
     ``advisor`` gives hints (none: the hint action is hidden); ``storage`` keeps
     finished games (none: they are not stored and "My games" is hidden).
+    ``network`` is the network to run (none: the network screens say so);
+    ``operator`` opens the relay-health view first.
     """
     services = AppServices(
         ai=ai,
@@ -121,4 +150,4 @@ def make_app(
         player_name=player_name,
         sgf_dir=sgf_dir or Path.cwd(),
     )
-    return P2PGoApp(services)
+    return P2PGoApp(services, network=network, operator=operator)

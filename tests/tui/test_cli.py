@@ -15,11 +15,6 @@ from p2pgo_tui.__main__ import main
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_operator_view_is_refused_with_a_clear_message(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--operator"]) == 2
-    assert "operator view needs the relay network" in capsys.readouterr().err
-
-
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -1,0 +1,617 @@
+"""The app's way to the network: an MCP client session to ``p2pgo-mcp``, with fallbacks.
+
+:class:`McpModelClient` is one long-lived worker: a daemon thread running an asyncio
+loop that owns the ``ClientSession`` over ``stdio_client`` to the server process
+(``python -m net.mcp``), whose stderr goes to a log file in the data directory. The
+app's worker threads call :meth:`McpModelClient.call` (blocking, with a timeout); the
+call runs on the loop. If the server dies, the call that notices restarts it and is
+retried once; a server that cannot be started ``max_start_failures`` times in a row,
+or that has been restarted ``max_restarts`` times, is given up on (state ``FAILED``).
+
+Once the handshake is done the client sends one ``predict_move`` on an empty 9x9 board
+(with the long start-up timeout): the server loads torch and the model in the
+background, so this is what "ready" waits for, and later calls get short timeouts.
+
+Start-up stays light: this module imports neither ``mcp`` nor torch; the worker thread
+imports ``mcp`` when it starts, and the in-process fallback imports torch only if it is
+ever needed.
+
+On top of it, :class:`ModelOpponent` and :class:`ModelAdvisor` implement the app's
+``AiOpponent`` and ``Advisor`` protocols from a chain of :class:`ModelBackend` s,
+normally ``[McpModel(client), LocalModel(path)]``: each one is asked in turn, and a
+backend that fails (:class:`ModelServiceError`) hands over to the next, the last
+resort being the heuristic player. Hints come with the network's win rates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import enum
+import logging
+import os
+import sys
+import threading
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from engine import HeuristicPlayer, from_gtp
+from engine.gtp import DEFAULT_MODEL
+from p2pgo_tui._advice import ExplainingAdvisor, explain_move
+from p2pgo_tui._engine import (
+    CoordinateError,
+    GameRecord,
+    IllegalMove,
+    Move,
+    Position,
+    dump_sgf,
+)
+from p2pgo_tui._protocols import Advisor, AiOpponent, Suggestion
+
+__all__ = [
+    "AiKind",
+    "AiSetup",
+    "ClientState",
+    "LocalModel",
+    "McpModel",
+    "McpModelClient",
+    "ModelAdvisor",
+    "ModelAnswer",
+    "ModelBackend",
+    "ModelOpponent",
+    "ModelServiceError",
+    "ModelToolError",
+    "MoveChoice",
+    "ServerCommand",
+    "build_ai",
+    "find_model",
+    "heuristic_advisor",
+    "server_command",
+]
+
+log = logging.getLogger(__name__)
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+_PROBE_BOARD = "/".join(["........."] * 9) + ";b"
+_ORDINALS = ("first", "second", "third")
+
+
+class ModelServiceError(Exception):
+    """The model could not answer: server unavailable, timed out, or no model."""
+
+
+class ModelToolError(ModelServiceError):
+    """The server answered with a tool error (the message is the server's)."""
+
+
+class ClientState(enum.Enum):
+    IDLE = "idle"
+    STARTING = "starting"
+    READY = "ready"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerCommand:
+    """How to start the server: argv, extra environment, working directory."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] | None = None
+    cwd: Path | None = None
+
+
+def server_command(data_dir: Path, *extra: str) -> ServerCommand:
+    """``python -m net.mcp --data-dir DATA_DIR`` with this checkout on ``PYTHONPATH``.
+
+    The SDK starts servers with a minimal environment, so ``PYTHONPATH`` is passed on
+    explicitly (an installed package does not need it; a checkout does).
+    """
+    paths = [str(_REPO_ROOT), *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    return ServerCommand(
+        (sys.executable, "-m", "net.mcp", "--data-dir", str(data_dir), *extra),
+        {"PYTHONPATH": os.pathsep.join(paths)},
+    )
+
+
+def find_model(data_dir: Path) -> Path | None:
+    """The weight file the server would call "latest": the newest in DATA_DIR/models,
+    else the shipped default; ``None`` if there is none."""
+    try:
+        files = [p for p in (data_dir / "models").glob("*.cbor") if p.is_file()]
+    except OSError:
+        files = []
+    if files:
+        return max(files, key=lambda p: p.stat().st_mtime_ns)
+    return DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None
+
+
+# ---- the client -------------------------------------------------------------------------
+
+
+class McpModelClient:
+    """The long-lived MCP client worker; see the module docstring."""
+
+    def __init__(
+        self,
+        command: ServerCommand,
+        *,
+        errlog: Path,
+        call_timeout: float = 10.0,
+        start_timeout: float = 90.0,
+        max_start_failures: int = 2,
+        max_restarts: int = 5,
+    ) -> None:
+        self.command = command
+        self.errlog = errlog
+        self.call_timeout = call_timeout
+        self.start_timeout = start_timeout
+        self.max_start_failures = max_start_failures
+        self.max_restarts = max_restarts
+        self.restarts = 0
+        self.last_error = ""
+        self._state = ClientState.IDLE
+        self._changed = threading.Condition()
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._broken: asyncio.Event | None = None
+        self._session: Any = None
+
+    # ---- state, from any thread ---------------------------------------------------
+
+    @property
+    def state(self) -> ClientState:
+        return self._state
+
+    def _set_state(self, state: ClientState, error: str = "") -> None:
+        with self._changed:
+            self._state = state
+            if error:
+                self.last_error = error
+            self._changed.notify_all()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the server is ready (True) or given up on / closed (False)."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._state in (ClientState.READY, ClientState.FAILED, ClientState.CLOSED),
+                timeout,
+            )
+            return self._state is ClientState.READY
+
+    def start(self) -> None:
+        """Start the worker thread (returns at once; the server starts in the background)."""
+        if self._thread is not None:
+            return
+        self._set_state(ClientState.STARTING)
+        self._thread = threading.Thread(target=self._run, name="p2pgo-mcp-client", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the server (closing its stdin) and the worker; safe to call twice."""
+        # Set first: a worker that has not made its loop yet sees it and does not start.
+        self._closing.set()
+        loop, stop, thread = self._loop, self._stop, self._thread
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already finished
+                loop.call_soon_threadsafe(stop.set)
+        if thread is not None:
+            thread.join(timeout)
+        self._set_state(ClientState.CLOSED)
+
+    def call(
+        self, tool: str, arguments: Mapping[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Call ``tool`` and return its structured result (blocking; from any thread but
+        the worker's). Raises :class:`ModelToolError` for a tool error and
+        :class:`ModelServiceError` for anything else that keeps an answer from coming."""
+        limit = self.call_timeout if timeout is None else timeout
+        for attempt in (1, 2):
+            if self._state is ClientState.IDLE:
+                raise ModelServiceError("the model client was never started")
+            if not self.wait_ready(self.start_timeout):
+                raise ModelServiceError(self._why_not_ready())
+            loop = self._loop
+            assert loop is not None
+            try:
+                future = asyncio.run_coroutine_threadsafe(
+                    self._call(tool, dict(arguments), limit), loop
+                )
+            except RuntimeError:
+                raise ModelServiceError("the model client has stopped") from None
+            try:
+                return future.result(limit + 5.0)
+            except _Disconnected as exc:
+                if attempt == 2:
+                    raise ModelServiceError(f"the model server went away: {exc}") from None
+                log.warning("the model server went away (%s); restarting it", exc)
+            except concurrent.futures.TimeoutError:
+                future.cancel()
+                raise ModelServiceError(f"{tool} timed out after {limit:g} s") from None
+        raise AssertionError("unreachable")
+
+    def _why_not_ready(self) -> str:
+        detail = f": {self.last_error}" if self.last_error else ""
+        if self._state is ClientState.FAILED:
+            return f"the model server could not be started{detail}"
+        if self._state is ClientState.CLOSED:
+            return "the model client is closed"
+        return f"the model server did not start within {self.start_timeout:g} s{detail}"
+
+    # ---- the worker thread --------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception as exc:  # the worker must end in a state callers can see
+            log.exception("the model client failed")
+            self._set_state(ClientState.FAILED, f"{type(exc).__name__}: {exc}")
+            return
+        if self._state is not ClientState.FAILED:
+            self._set_state(ClientState.CLOSED)
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        failures = 0
+        while not (self._stop.is_set() or self._closing.is_set()):
+            reached_ready = False
+            try:
+                reached_ready = await self._serve_once()
+            except Exception as exc:
+                # Whatever went wrong (spawn, handshake, the probe), the process is gone
+                # now; the loop decides whether to try again.
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("model server: %s", self.last_error)
+            if self._stop.is_set() or self._closing.is_set():
+                break
+            failures = 0 if reached_ready else failures + 1
+            if failures >= self.max_start_failures or self.restarts >= self.max_restarts:
+                self._set_state(ClientState.FAILED, self.last_error or "gave up restarting")
+                log.error("giving up on the model server: %s", self.last_error)
+                return
+            self.restarts += 1
+            self._set_state(ClientState.STARTING)
+            log.info("restarting the model server (restart %d)", self.restarts)
+
+    async def _until_stopped(self, work: Awaitable[object]) -> bool:
+        """Run ``work`` unless close() comes first (then cancel it); True if it finished."""
+        assert self._stop is not None
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if task.cancelled():
+            return False
+        task.result()  # raises what the work raised
+        return True
+
+    async def _serve_once(self) -> bool:
+        """One server process: start it, probe it, serve until broken or stopped."""
+        from mcp import ClientSession, StdioServerParameters, stdio_client
+
+        command = self.command
+        params = StdioServerParameters(
+            command=command.argv[0],
+            args=list(command.argv[1:]),
+            env=dict(command.env) if command.env is not None else None,
+            cwd=command.cwd,
+        )
+        self.errlog.parent.mkdir(parents=True, exist_ok=True)
+        with self.errlog.open("a", encoding="utf-8") as errlog:
+            async with (
+                stdio_client(params, errlog=errlog) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                self._session = session
+                broken = self._broken = asyncio.Event()
+                try:
+                    if not await self._until_stopped(self._handshake(session)):
+                        return False
+                    self._set_state(ClientState.READY)
+                    log.info("model server ready")
+                    await self._until_stopped(broken.wait())
+                    return True
+                finally:
+                    self._session = None
+                    if self._state is ClientState.READY:
+                        self._set_state(ClientState.STARTING)
+
+    async def _handshake(self, session: Any) -> None:
+        await asyncio.wait_for(session.initialize(), self.start_timeout)
+        await self._probe()
+
+    async def _probe(self) -> None:
+        """Wait for the model to load; a server with no model is still a ready server."""
+        try:
+            await self._call("predict_move", {"board_state": _PROBE_BOARD}, self.start_timeout)
+        except ModelToolError as exc:
+            log.warning("the model server has no usable model: %s", exc)
+
+    async def _call(self, tool: str, arguments: dict[str, Any], timeout: float) -> dict[str, Any]:
+        from mcp import MCPError
+        from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+
+        session = self._session
+        if session is None or self._broken is None or self._broken.is_set():
+            raise _Disconnected("not connected")
+        try:
+            result = await session.call_tool(tool, arguments, read_timeout_seconds=timeout)
+        except MCPError as exc:
+            if exc.code == REQUEST_TIMEOUT:
+                raise ModelServiceError(f"{tool} timed out after {timeout:g} s") from None
+            if exc.code == CONNECTION_CLOSED:
+                self._mark_broken()
+                raise _Disconnected(exc.message) from None
+            raise ModelServiceError(f"{tool}: {exc.message}") from None
+        except (OSError, EOFError) as exc:
+            self._mark_broken()
+            raise _Disconnected(f"{type(exc).__name__}: {exc}") from None
+        if result.is_error:
+            text = " ".join(getattr(c, "text", "") for c in result.content).strip()
+            raise ModelToolError(text or f"{tool} failed")
+        if not isinstance(result.structured_content, dict):
+            raise ModelServiceError(f"{tool} returned no structured result")
+        return result.structured_content
+
+    def _mark_broken(self) -> None:
+        # Not READY from this moment, so a retry waits for the restart instead of
+        # finding the dead session again.
+        assert self._broken is not None
+        self._broken.set()
+        self._set_state(ClientState.STARTING)
+
+
+class _Disconnected(Exception):
+    """The session broke; the worker restarts the server."""
+
+
+# ---- answers and backends -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MoveChoice:
+    move: Move
+    probability: float
+    win_rate: float | None  # the mover's win probability after the move, if evaluated
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAnswer:
+    """What a backend says about a position (candidates best first, at least one)."""
+
+    candidates: tuple[MoveChoice, ...]
+    value: float  # the side to move's win probability
+    model_version: str
+    source: str  # "mcp" or "local"
+
+    @property
+    def best(self) -> Move:
+        return self.candidates[0].move
+
+
+class ModelBackend(Protocol):
+    def predict(self, position: Position, *, top_k: int = 1, analyze: bool = False) -> ModelAnswer:
+        """The network's view; raises :class:`ModelServiceError` when it cannot answer."""
+        ...
+
+
+def _move(vertex: Any, position: Position) -> Move:
+    if not isinstance(vertex, str):
+        raise ModelServiceError(f"the server sent a move that is not text: {vertex!r}")
+    try:
+        point = from_gtp(vertex, position.size)
+    except CoordinateError:
+        raise ModelServiceError(f"the server sent an invalid move {vertex[:10]!r}") from None
+    me = position.to_play
+    return Move.pass_(me) if point is None else Move.play(me, point)
+
+
+class McpModel:
+    """:class:`ModelBackend` over :class:`McpModelClient` (positions travel as SGF)."""
+
+    def __init__(self, client: McpModelClient, model_version: str = "latest") -> None:
+        self.client = client
+        self.model_version = model_version
+
+    def predict(self, position: Position, *, top_k: int = 1, analyze: bool = False) -> ModelAnswer:
+        # The whole game as SGF: the network sees the last moves, and repetition is exact.
+        sgf = dump_sgf(GameRecord.from_position(position)).decode("utf-8")
+        out = self.client.call(
+            "predict_move",
+            {
+                "board_state": sgf,
+                "model_version": self.model_version,
+                "top_k": top_k,
+                "analyze": analyze,
+            },
+        )
+        try:
+            candidates = tuple(
+                MoveChoice(_move(m["move"], position), float(m["probability"]), m.get("win_rate"))
+                for m in out["top_moves"]
+            )
+            answer = ModelAnswer(candidates, float(out["value"]), str(out["model_version"]), "mcp")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelServiceError(f"predict_move returned an unexpected result: {exc}") from None
+        if not candidates:
+            raise ModelServiceError("predict_move returned no moves")
+        return answer
+
+
+class LocalModel:
+    """:class:`ModelBackend` in this process (engine.nn, imported on first use)."""
+
+    def __init__(self, model_path: Path | None) -> None:
+        self.model_path = model_path
+        self._lock = threading.Lock()
+        self._predictor: Any = None
+        self._version = ""
+        self._error = "" if model_path is not None else "no model file"
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._predictor is None and not self._error:
+                assert self.model_path is not None
+                try:
+                    from engine.nn import ModelFormatError, Predictor, load_weights, weights_id
+
+                    data = self.model_path.read_bytes()
+                    self._predictor = Predictor(load_weights(data), threads=1)
+                    self._version = weights_id(data)
+                    log.info("local model %s loaded from %s", self._version[:12], self.model_path)
+                except (OSError, ModelFormatError) as exc:
+                    self._error = f"cannot load {self.model_path}: {exc}"
+                    log.warning("local model: %s", self._error)
+            if self._predictor is None:
+                raise ModelServiceError(self._error)
+            return self._predictor
+
+    def predict(self, position: Position, *, top_k: int = 1, analyze: bool = False) -> ModelAnswer:
+        predictor = self._load()
+        pred = predictor.predict(position)
+        top = pred.top_k(top_k)
+        if not top:
+            raise ModelServiceError("no legal move")
+        me = position.to_play
+        moves = [Move.pass_(me) if p is None else Move.play(me, p) for p, _ in top]
+        rates: list[float | None] = [None] * len(top)
+        if analyze:
+            rates = [
+                1.0 - c.value for c in predictor.predict_batch([position.play(m) for m in moves])
+            ]
+        candidates = tuple(
+            MoveChoice(m, prob, r) for m, (_, prob), r in zip(moves, top, rates, strict=True)
+        )
+        return ModelAnswer(candidates, pred.value, self._version, "local")
+
+
+# ---- the app's protocols ------------------------------------------------------------------
+
+
+class ModelOpponent:
+    """An ``AiOpponent``: the first backend that answers plays; else ``last_resort``."""
+
+    def __init__(self, backends: Sequence[ModelBackend], last_resort: AiOpponent) -> None:
+        self.backends = list(backends)
+        self.last_resort = last_resort
+        self.last_source = ""
+
+    def choose(self, position: Position) -> Move:
+        if position.is_game_over:
+            return Move.pass_(position.to_play)
+        for backend in self.backends:
+            try:
+                move = backend.predict(position).best
+            except ModelServiceError as exc:
+                log.warning("%s could not choose a move: %s", type(backend).__name__, exc)
+                continue
+            if position.is_legal(move):
+                self.last_source = type(backend).__name__
+                return move
+            log.error("%s chose an illegal move %s", type(backend).__name__, move)
+        self.last_source = type(self.last_resort).__name__
+        return self.last_resort.choose(position)
+
+
+class ModelAdvisor:
+    """An ``Advisor``: the network's top moves with their win rates; else ``last_resort``."""
+
+    def __init__(
+        self, backends: Sequence[ModelBackend], last_resort: Advisor, *, count: int = 3
+    ) -> None:
+        self.backends = list(backends)
+        self.last_resort = last_resort
+        self.count = count
+
+    def suggest(self, position: Position) -> Sequence[Suggestion]:
+        if position.is_game_over:
+            return []
+        for backend in self.backends:
+            try:
+                answer = backend.predict(position, top_k=self.count, analyze=True)
+            except ModelServiceError as exc:
+                log.warning("%s could not give a hint: %s", type(backend).__name__, exc)
+                continue
+            out: list[Suggestion] = []
+            for choice in answer.candidates:
+                try:
+                    position.play(choice.move)
+                except IllegalMove:
+                    continue
+                rank = _ORDINALS[len(out)] if len(out) < len(_ORDINALS) else f"no. {len(out) + 1}"
+                reason = (
+                    f"the network's {rank} choice ({choice.probability:.0%}); "
+                    f"{explain_move(position, choice.move)}"
+                )
+                out.append(Suggestion(choice.move, reason, choice.win_rate))
+            if out:
+                return out
+        return self.last_resort.suggest(position)
+
+
+def heuristic_advisor(seed: int | None) -> Advisor:
+    """The hint giver without a network (what the app used before MCP)."""
+    return ExplainingAdvisor(HeuristicPlayer(seed))
+
+
+# ---- wiring -----------------------------------------------------------------------------
+
+
+class AiKind(enum.Enum):
+    """``p2pgo-tui --ai``: where the AI's moves come from."""
+
+    MCP = "mcp"  # the network through p2pgo-mcp (then in-process, then heuristic)
+    LOCAL = "local"  # the network in this process (then heuristic)
+    HEURISTIC = "heuristic"
+
+
+@dataclass(frozen=True, slots=True)
+class AiSetup:
+    """The app's AI and hint giver, and the MCP client to close on exit (if any)."""
+
+    kind: AiKind
+    ai: AiOpponent
+    name: str
+    advisor: Advisor
+    client: McpModelClient | None = None
+
+
+def build_ai(kind: AiKind | None, data_dir: Path, seed: int | None) -> AiSetup:
+    """The AI for ``kind``; ``None``: MCP when a model exists, else the heuristic player.
+
+    With MCP the client starts now, in the background: the server's start-up (seconds
+    of imports) overlaps the player's first look at the board.
+    """
+    model = find_model(data_dir)
+    if kind is None:
+        kind = AiKind.MCP if model is not None else AiKind.HEURISTIC
+    heuristic = HeuristicPlayer(seed)
+    # The hint giver gets its own player: asking the opponent would change its game.
+    hints = heuristic_advisor(None if seed is None else seed + 1)
+    if kind is AiKind.HEURISTIC:
+        return AiSetup(kind, heuristic, "p2pgo AI (heuristic)", hints)
+    backends: list[ModelBackend] = [LocalModel(model)]
+    client = None
+    name = "p2pgo AI (network)"
+    if kind is AiKind.MCP:
+        client = McpModelClient(
+            server_command(data_dir), errlog=data_dir / "logs" / "p2pgo-mcp.log"
+        )
+        client.start()
+        backends.insert(0, McpModel(client))
+        name = "p2pgo AI (network via MCP)"
+    return AiSetup(
+        kind, ModelOpponent(backends, heuristic), name, ModelAdvisor(backends, hints), client
+    )

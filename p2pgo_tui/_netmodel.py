@@ -1,0 +1,435 @@
+"""The app's side of the network: plain records, the controller, and the game link.
+
+Nothing here imports trio or libp2p, so the screens and the app import this module at
+start-up for free. :class:`NetworkHost` is what the app owns: it imports
+``p2pgo_tui._network`` (trio + py-libp2p, ~2 s of CPU) in a thread *after* the board is
+usable, starts the runtime there (its own trio thread behind ``net.NetBridge``) and
+forwards the screens' requests to it. Until the network is up the screens show its
+:class:`NetStatus` instead of data.
+
+:class:`NetGameLink` joins one peer-to-peer game to the Board screen: it is the
+board's :class:`~p2pgo_tui.AiOpponent` (``choose`` runs in the board's worker thread)
+and the net side's source of our moves (its game policy runs in trio's worker
+threads). The two sides meet only through two thread-safe queues; the net thread never
+calls into the UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import enum
+import importlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from p2pgo_tui._engine import Color, Move, Position
+from p2pgo_tui._settings import GameSettings
+
+__all__ = [
+    "GameResult",
+    "LagProbe",
+    "LinkKind",
+    "NetGameEnded",
+    "NetGameLink",
+    "NetSnapshot",
+    "NetStatus",
+    "NetworkError",
+    "NetworkHost",
+    "NetworkPlan",
+    "PeerView",
+    "RelayEndpoint",
+    "add_network_arguments",
+    "describe_link",
+    "network_plan",
+    "short_id",
+]
+
+log = logging.getLogger(__name__)
+
+
+class NetworkError(Exception):
+    """A network request failed (not started, unreachable, refused); the message says why."""
+
+
+class NetStatus(enum.Enum):
+    OFF = "off"  # --no-embedded and no relay given: no network at all
+    STARTING = "starting"
+    UP = "up"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class LinkKind(enum.Enum):
+    """How we are connected to a peer right now (DCUtR turns relayed into direct)."""
+
+    DIRECT = "direct"
+    RELAYED = "relayed"
+    BOTH = "direct+relayed"  # DCUtR keeps the relayed connection for a grace period
+    NONE = "not connected"
+
+
+def short_id(peer_id: str) -> str:
+    """``12D3KooW…`` ids share their prefix: show the distinctive tail."""
+    return f"…{peer_id[-8:]}" if len(peer_id) > 8 else peer_id
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkPlan:
+    """What network the app runs: from the command line, fixed for the session."""
+
+    data_dir: Path
+    embedded: bool = True  # run a relay (+ coordinator) and bot peers on loopback
+    relays: tuple[str, ...] = ()  # real relays to use (multiaddrs with /p2p/)
+    metrics_urls: tuple[str, ...] = ()  # Prometheus endpoints of those relays
+    bots: int = 3
+    bot_max_moves: int = 200  # a bot passes after this many moves
+
+
+@dataclass(frozen=True, slots=True)
+class RelayEndpoint:
+    """One federation member the operator view follows."""
+
+    name: str
+    role: str
+    peer_id: str = ""
+    addr: str = ""
+    metrics_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerView:
+    """One peer as the Peers screen shows it (read on the net thread, then frozen)."""
+
+    peer_id: str
+    name: str
+    addrs: tuple[str, ...] = ()
+    link: LinkKind = LinkKind.NONE
+    latency_ms: float | None = None
+    rejections: int = 0
+    relay_id: str = ""  # the relay whose directory lists it ("" for relays themselves)
+    is_relay: bool = False
+    reserved: bool = False  # relays: we hold a live reservation there
+
+
+@dataclass(frozen=True, slots=True)
+class NetSnapshot:
+    me: str
+    my_addrs: tuple[str, ...]
+    relays: tuple[PeerView, ...]
+    peers: tuple[PeerView, ...]
+    rejections: int  # gossip we refused, in total
+    taken_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class GameResult:
+    """How a network game ended, as the net layer (both signatures) saw it."""
+
+    game_id: str
+    phase: str
+    result: str
+    moves: int
+    record_id: str | None
+
+
+class _Runtime(Protocol):
+    """What ``p2pgo_tui._network.NetRuntime`` offers (imported lazily)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def snapshot(self) -> NetSnapshot: ...
+    async def challenge(
+        self, peer_id: str, settings: GameSettings, link: NetGameLink
+    ) -> GameResult: ...
+    def embedded_relay(self) -> RelayEndpoint | None: ...
+
+
+class NetworkHost:
+    """The app's handle on the network runtime; every method is called on the UI loop."""
+
+    def __init__(self, plan: NetworkPlan | None) -> None:
+        self.plan = plan
+        self.status = NetStatus.OFF if plan is None else NetStatus.STARTING
+        self.error = ""
+        self.started_in_s: float | None = None
+        self._runtime: _Runtime | None = None
+        self._links: set[NetGameLink] = set()
+        self._stopping = False
+        self._start_task: asyncio.Task[None] | None = None
+
+    def begin(self) -> None:
+        """Start the network in the background (the UI goes on at once)."""
+        if self.plan is not None and self._start_task is None:
+            self._start_task = asyncio.get_running_loop().create_task(self.start())
+
+    @property
+    def enabled(self) -> bool:
+        return self.plan is not None
+
+    async def start(self) -> None:
+        """Import and start the runtime (in the background); errors end in ``FAILED``."""
+        plan = self.plan
+        if plan is None or self._runtime is not None:
+            return
+        began = time.perf_counter()
+        try:
+            # libp2p's import costs ~2 s of CPU: never on the UI thread.
+            module = await asyncio.to_thread(importlib.import_module, "p2pgo_tui._network")
+            # Opening the keys and the game store is file I/O: off the UI thread too.
+            runtime: _Runtime = await asyncio.to_thread(module.NetRuntime, plan)
+            self._runtime = runtime
+            await runtime.start()
+        except Exception as exc:  # any start failure is shown, never a crash
+            log.exception("the network did not start")
+            self.status = NetStatus.FAILED
+            self.error = f"{type(exc).__name__}: {exc}"
+            return
+        if self._stopping:
+            return
+        self.started_in_s = time.perf_counter() - began
+        self.status = NetStatus.UP
+        log.info("network up in %.1f s", self.started_in_s)
+
+    async def stop(self) -> None:
+        """Close open games, then stop the runtime and its thread. Safe to call twice."""
+        self._stopping = True
+        task = self._start_task
+        if task is not None and not task.done():
+            # Stopping a half-started bridge could miss its nursery: let it finish first.
+            await asyncio.wait({task}, timeout=60)
+        for link in list(self._links):
+            link.close("the app is closing")
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            await runtime.stop()
+        if self.status is not NetStatus.OFF:
+            self.status = NetStatus.STOPPED
+
+    def describe(self) -> str:
+        """One line for a screen's status bar."""
+        if self.status is NetStatus.FAILED:
+            return f"network failed: {self.error}"
+        if self.status is NetStatus.OFF:
+            return "no network (--no-embedded)"
+        if self.status is NetStatus.STARTING:
+            return "network starting…"
+        if self.status is NetStatus.STOPPED:
+            return "network stopped"
+        where = "embedded relay on loopback" if self.plan and self.plan.embedded else "relay"
+        took = f" (up in {self.started_in_s:.1f} s)" if self.started_in_s else ""
+        return f"network up: {where}{took}"
+
+    def _ready(self) -> _Runtime:
+        if self._runtime is None or self.status is not NetStatus.UP:
+            raise NetworkError(self.describe())
+        return self._runtime
+
+    async def snapshot(self) -> NetSnapshot:
+        return await self._ready().snapshot()
+
+    def relays(self) -> tuple[RelayEndpoint, ...]:
+        """The relays to watch: the embedded one, those given (paired with the metrics
+        URLs in order), then any metrics URLs left over."""
+        plan = self.plan
+        if plan is None:
+            return ()
+        embedded = self._runtime.embedded_relay() if self._runtime is not None else None
+        urls = list(plan.metrics_urls)
+        given = tuple(
+            RelayEndpoint(
+                f"relay {i + 1}",
+                "relay (given)",
+                peer_id=addr.rsplit("/p2p/", 1)[-1],
+                addr=addr,
+                metrics_url=urls[i] if i < len(urls) else "",
+            )
+            for i, addr in enumerate(plan.relays)
+        )
+        extra = tuple(
+            RelayEndpoint(f"metrics {i + 1}", "relay (metrics only)", metrics_url=url)
+            for i, url in enumerate(urls[len(plan.relays) :])
+        )
+        return (*((embedded,) if embedded else ()), *given, *extra)
+
+    async def challenge(
+        self, peer_id: str, settings: GameSettings, link: NetGameLink
+    ) -> GameResult:
+        """Play a game against ``peer_id`` to its end (the board drives ``link``)."""
+        runtime = self._ready()
+        self._links.add(link)
+        try:
+            return await runtime.challenge(peer_id, settings, link)
+        finally:
+            self._links.discard(link)
+            link.close("the game is over")
+
+
+class NetGameEnded(Exception):
+    """The network game ended (or broke) while the board waited for the opponent."""
+
+
+class NetGameLink:
+    """One network game between the board and the net thread (see the module docstring).
+
+    Board side: :meth:`push_human_moves` after every change and :meth:`choose` for
+    the opponent's move. Net side: :meth:`deliver` the game's moves so far and
+    :meth:`next_move` for ours.
+    """
+
+    def __init__(self, human: Color, *, opponent_name: str = "peer") -> None:
+        self.human = human
+        self.opponent_name = opponent_name
+        self._ours: queue.Queue[Move | None] = queue.Queue()
+        self._theirs: queue.Queue[Move | None] = queue.Queue()
+        self._pushed = 0  # our moves handed to the net (board side only)
+        self._delivered = 0  # their moves handed to the board (net side only)
+        self._lock = threading.Lock()
+        self.closed_reason = ""
+
+    # -- the board's side (worker threads and the UI loop) -----------------------
+
+    def push_human_moves(self, position: Position) -> None:
+        """Hand the human's moves in ``position`` that the net has not seen yet."""
+        ours = [m for m in position.history() if m.color is self.human]
+        with self._lock:
+            fresh, self._pushed = ours[self._pushed :], max(self._pushed, len(ours))
+        for move in fresh:
+            self._ours.put(move)
+
+    def choose(self, position: Position) -> Move:
+        """The opponent's move (the board's ``AiOpponent``): waits for it to arrive."""
+        self.push_human_moves(position)
+        move = self._theirs.get()
+        if move is None:
+            raise NetGameEnded(self.closed_reason or "the game ended")
+        return move
+
+    # -- the net's side (trio worker threads) ---------------------------------------
+
+    def deliver(self, moves: Sequence[Move]) -> None:
+        """The game's moves so far: pass the opponent's new ones to the board."""
+        theirs = [m for m in moves if m.color is not self.human]
+        with self._lock:
+            fresh, self._delivered = theirs[self._delivered :], max(self._delivered, len(theirs))
+        for move in fresh:
+            self._theirs.put(move)
+
+    def next_move(self) -> Move:
+        """Our next move (blocks until the human plays; resign once the link closes)."""
+        move = self._ours.get()
+        return Move.resign(self.human) if move is None else move
+
+    def close(self, reason: str) -> None:
+        """Wake both sides for good (the game ended, failed, or the app closes)."""
+        if not self.closed_reason:
+            self.closed_reason = reason
+        self._ours.put(None)
+        self._theirs.put(None)
+
+
+class LagProbe:
+    """Measures how late the UI's event loop runs a timer (it freezes if this grows).
+
+    A task sleeps ``interval`` seconds at a time and records how much later than asked
+    it woke up; :attr:`worst` and :meth:`percentile` say how responsive the UI stayed.
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.lags: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(self.interval)  # the measurement itself
+            self.lags.append(max(0.0, loop.time() - asked - self.interval))
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    @property
+    def worst(self) -> float:
+        return max(self.lags, default=0.0)
+
+    def percentile(self, p: float) -> float:
+        if not self.lags:
+            return 0.0
+        ordered = sorted(self.lags)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def describe_link(kind: LinkKind, latency_ms: float | None) -> str:
+    """``relayed · 3.1 ms`` for the graph and the table."""
+    if latency_ms is None:
+        return kind.value
+    return f"{kind.value} · {latency_ms:.1f} ms"
+
+
+def add_network_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command line's network flags (``p2pgo-tui --help`` lists them)."""
+    group = parser.add_argument_group("network")
+    group.add_argument(
+        "--operator",
+        action="store_true",
+        help="open the relay operator's console (relay health) instead of the board",
+    )
+    group.add_argument(
+        "--relay",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="use this relay (multiaddr ending /p2p/<peer id>; repeatable) instead of "
+        "the embedded one",
+    )
+    group.add_argument(
+        "--metrics",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a relay's Prometheus endpoint for the operator view (repeatable), "
+        "e.g. http://127.0.0.1:9100/metrics",
+    )
+    group.add_argument(
+        "--no-embedded",
+        action="store_true",
+        help="run no embedded relay or bot peers (with no --relay: no network at all)",
+    )
+    group.add_argument(
+        "--bots", type=int, default=3, help="local bot peers on the embedded network (default: 3)"
+    )
+
+
+def network_plan(args: argparse.Namespace, data_dir: Path) -> NetworkPlan | None:
+    """The network the flags ask for (None: none at all); ValueError for bad flags."""
+    for addr in args.relay:
+        if "/p2p/" not in addr or not addr.startswith("/"):
+            raise ValueError(f"--relay {addr!r}: expected a multiaddr ending in /p2p/<peer id>")
+    for url in args.metrics:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"--metrics {url!r}: expected an http:// URL")
+    if not 0 <= args.bots <= 16:
+        raise ValueError("--bots must be from 0 to 16")
+    embedded = not args.no_embedded and not args.relay
+    if not embedded and not args.relay and not args.metrics:
+        return None
+    return NetworkPlan(
+        data_dir,
+        embedded=embedded,
+        relays=tuple(args.relay),
+        metrics_urls=tuple(args.metrics),
+        bots=args.bots,
+    )
