@@ -41,10 +41,18 @@ async def _ack_all(node: Node, inbox: trio.MemoryReceiveChannel[Received]) -> No
             await node.ack(received)
 
 
+def _rss_bytes() -> int:
+    """Resident memory of this process (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 async def _bench(root: Path) -> None:
     async with trio.open_nursery() as nursery:
         nodes = []
+        rss: list[int] = []
         for i in range(PEERS):
+            rss.append(_rss_bytes())
             node = Node(NodeConfig.load(data_dir=root / f"n{i}"), blob_store=MemoryBlobStore())
             await nursery.start(node.run)
             nodes.append(node)
@@ -52,6 +60,21 @@ async def _bench(root: Path) -> None:
             await node.connect(nodes[0].listen_addrs[0])
             if i > 1:
                 await node.connect(nodes[i - 1].listen_addrs[0])
+        rss.append(_rss_bytes())
+        # The first node pays for imports and shared state; later ones show the marginal cost.
+        per_peer = (rss[-1] - rss[1]) / max(1, PEERS - 1)
+        print(
+            json.dumps(
+                {
+                    "bench": "net_memory_per_peer",
+                    "peers": PEERS,
+                    "first_node_mib": round((rss[1] - rss[0]) / 2**20, 1),
+                    "per_additional_peer_mib": round(per_peer / 2**20, 2),
+                    "process_rss_mib": round(rss[-1] / 2**20, 1),
+                }
+            ),
+            flush=True,
+        )
         arrivals: dict[int, list[float]] = {}
         await nodes[0].subscribe(ANNOUNCE_TOPIC)
         for node in nodes[1:]:
