@@ -8,7 +8,7 @@ import platform
 import sys
 import time
 
-NAMES = ["rules", "store", "inference", "search", "secagg", "round", "net", "relay", "mcp"]
+NAMES = ["rules", "store", "inference", "search", "secagg", "round", "net", "relay", "mcp", "tui"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,8 @@
 
 Each test starts the app with its embedded relay and bot peers (real ``net.Node`` s on
 the network thread), drives it with Pilot, and waits on conditions with a deadline,
-never on sleeps. A :class:`LagProbe` runs beside each scenario: the UI's event loop
-must stay responsive while the network starts, lists peers and plays.
+never on sleeps. How responsive the UI stays meanwhile is measured by
+``benchmarks/bench_tui.py`` (a timing, so not asserted here).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Tree
 
 from engine import Color, HeuristicPlayer
 from p2pgo_tui import GameSettings, P2PGoApp, make_app
-from p2pgo_tui._netmodel import LagProbe, LinkKind, NetStatus, NetworkHost, NetworkPlan
+from p2pgo_tui._netmodel import LinkKind, NetStatus, NetworkHost, NetworkPlan
 from p2pgo_tui._peers_screen import NetGameScreen, PeersScreen
 from p2pgo_tui._relay_screen import RelayScreen
 from p2pgo_tui._session import Phase
@@ -28,8 +28,6 @@ from .conftest import current, run
 
 # Generous: the machine is shared (2 cores); the network is usually up in ~2-4 s.
 DEADLINE_S = 45.0
-# The UI must never freeze: the worst timer delay seen while the network works.
-MAX_LAG_S = 1.0
 
 
 async def until(pilot: Pilot[Any], condition: Callable[[], bool], what: str) -> None:
@@ -59,12 +57,9 @@ def build(tmp_path: Path, *, operator: bool = False, bots: int = 2) -> P2PGoApp:
 def test_the_peers_screen_lists_the_bots_and_a_challenge_plays_a_real_p2p_game(
     tmp_path: Path,
 ) -> None:
-    lag = LagProbe()
-
     async def scenario() -> None:
         app = build(tmp_path)
         async with app.run_test(size=(150, 40)) as pilot:
-            lag.start()
             assert status(app) is NetStatus.STARTING  # the board did not wait
             await until(pilot, lambda: status(app) is not NetStatus.STARTING, "network")
             assert status(app) is NetStatus.UP, app.network.error
@@ -119,11 +114,8 @@ def test_the_peers_screen_lists_the_bots_and_a_challenge_plays_a_real_p2p_game(
             assert game.result.result == "W+R" and game.result.phase == "finished"
             assert game.result.moves == 7 and game.result.record_id
             assert session.phase is Phase.FINISHED
-            lag.stop()
 
     run(scenario)
-    assert lag.lags, "the lag probe never ran"
-    assert lag.worst < MAX_LAG_S, f"the UI froze for {lag.worst:.2f} s"
 
 
 def _point(vertex: str) -> tuple[int, int]:
@@ -135,12 +127,9 @@ def _point(vertex: str) -> tuple[int, int]:
 
 
 def test_the_operator_view_shows_live_metrics_of_the_embedded_relay(tmp_path: Path) -> None:
-    lag = LagProbe()
-
     async def scenario() -> None:
         app = build(tmp_path, operator=True, bots=1)
         async with app.run_test(size=(150, 45)) as pilot:
-            lag.start()
             relay = current(app)
             assert isinstance(relay, RelayScreen)  # --operator opens straight into it
             await until(pilot, lambda: status(app) is NetStatus.UP, "network")
@@ -173,10 +162,8 @@ def test_the_operator_view_shows_live_metrics_of_the_embedded_relay(tmp_path: Pa
             assert later.fetched_at > first.fetched_at
             assert sum(c for _, c in later.latency_buckets if c) > 0
             assert "requests, mean" in str(relay.query_one("#latency").render())
-            lag.stop()
 
     run(scenario)
-    assert lag.worst < MAX_LAG_S, f"the UI froze for {lag.worst:.2f} s"
 
 
 def test_without_a_network_the_screens_say_so(tmp_path: Path) -> None:
