@@ -3,7 +3,6 @@ illegal moves, the new-game dialog, SGF files, help, the games list and review."
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -208,11 +207,10 @@ def test_the_ui_stays_responsive_while_the_ai_thinks_and_undo_drops_its_answer(
             await pilot.pause()
             assert ai.started.wait(5)
             assert s.panel.view.thinking and "thinking" in s.panel.view.status
-            started = time.perf_counter()
             await pilot.press("up", "up")
             await pilot.pause()
-            assert s.board.cursor == (0, 2)  # keys still work while the AI thinks
-            assert time.perf_counter() - started < 2.0
+            # Keys still work while the AI is blocked in its worker thread.
+            assert s.board.cursor == (0, 2)
             await pilot.press("enter")  # not our turn
             await pilot.pause()
             assert s.session.position.move_number == 1
