@@ -8,7 +8,19 @@ import platform
 import sys
 import time
 
-NAMES = ["rules", "store", "inference", "search", "secagg", "round", "net", "relay", "mcp", "tui"]
+NAMES = [
+    "rules",
+    "store",
+    "inference",
+    "search",
+    "secagg",
+    "round",
+    "net",
+    "relay",
+    "fl_net",
+    "mcp",
+    "tui",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

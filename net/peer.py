@@ -16,6 +16,17 @@ relays' directories; ``--via-relay`` uses only its circuit address) and plays on
 game. Finished games are stored, signed by both players, under
 ``<data dir>/gamestore``.
 
+Federated rounds: with ``--join-rounds`` it joins the rounds of its coordinators
+(``--coordinator PEER_ID``, by default the ``--relay`` peers, else the ``--connect``
+peers; `net.FlParticipantService`): it trains the Go network on the finished games in
+its game store, submits through secure aggregation, verifies the signed ModelUpdate
+and adopts the new model. Its privacy ledger (``--epsilon-budget``, ``--delta``) and
+its model live in ``<data dir>/fl``. ``--bots N`` runs N more such peers in this
+process (each with its own identity and data dir ``<data dir>/bots/<i>``), as the
+TUI's local federation does. Events: ``fl_joined``, ``fl_model``, ``fl_round_start``,
+``fl_selected``, ``fl_submitted``, ``fl_adopted``, ``fl_round`` (each with the
+``peer_id`` of the node it concerns).
+
 It stops on SIGINT/SIGTERM, or when stdin closes if ``--exit-on-stdin-eof`` is given
 (how tests stop it cleanly).
 """
@@ -23,6 +34,7 @@ It stops on SIGINT/SIGTERM, or when stdin closes if ``--exit-on-stdin-eof`` is g
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -35,9 +47,13 @@ from typing import Any
 import trio
 
 from engine import GameStore
-from net._config import NodeConfig
+from fl import DEFAULT_DELTA, DEFAULT_EPSILON
+from net._blobstore import DirectoryBlobStore
+from net._config import LOOPBACK_LISTEN, NodeConfig
 from net._directory import DirectoryClient, DirectoryError
 from net._errors import ConfigError, IdentityError, NetError
+from net._fl_participant import FlParticipantService, GoTrainer
+from net._fl_protocol import EphemeralBlobStore, GoModelCodec
 from net._game_service import AiPolicy, GameError, GameService
 from net._identity import Identity
 from net._node import ANNOUNCE_TOPIC, Node, NodeService, Received
@@ -82,6 +98,18 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--max-moves", type=int, default=400, help="the AI passes after this")
     g.add_argument("--seed", type=int, default=0, help="the AI's random seed")
     g.add_argument("--drop-after-moves", type=int, help=argparse.SUPPRESS)  # test hook
+    r = p.add_argument_group("federated rounds")
+    r.add_argument("--join-rounds", action="store_true", help="train and join FL rounds")
+    r.add_argument("--coordinator", action="append", default=[], metavar="PEER_ID")
+    r.add_argument("--epsilon-budget", type=float, default=DEFAULT_EPSILON)
+    r.add_argument("--delta", type=float, default=DEFAULT_DELTA)
+    r.add_argument("--min-games", type=int, default=1, help="stored games needed to join")
+    r.add_argument("--train-lr", type=float, default=1e-3)
+    r.add_argument("--train-epochs", type=int, default=1)
+    r.add_argument("--train-max-steps", type=int, help="stop local training after N steps")
+    r.add_argument("--train-threads", type=int, default=1, help="torch CPU threads")
+    r.add_argument("--bots", type=int, default=0, help="N more round-joining peers in-process")
+    r.add_argument("--fl-freeze-round", type=int, help=argparse.SUPPRESS)  # test hook
     return p
 
 
@@ -212,6 +240,55 @@ async def _challenge(node: Node, games: GameService, args: argparse.Namespace) -
     )
 
 
+def _coordinators(config: NodeConfig, args: argparse.Namespace) -> list[str]:
+    if args.coordinator:
+        return list(args.coordinator)
+    addrs = config.relays or config.peers
+    return [addr.rsplit("/p2p/", 1)[1] for addr in addrs]
+
+
+def _rounds_service(
+    config: NodeConfig, identity: Identity, store: GameStore, args: argparse.Namespace
+) -> FlParticipantService:
+    """The round-joining service of one node: the Go network trained on its games."""
+    from engine.nn import TrainConfig  # imports torch: only for peers that train
+
+    codec = GoModelCodec()
+    train = TrainConfig(
+        lr=args.train_lr, epochs=args.train_epochs, max_steps=args.train_max_steps, device="cpu"
+    )
+    return FlParticipantService(
+        GoTrainer(store, codec, train),
+        state_dir=config.data_dir / "fl",
+        coordinators=_coordinators(config, args),
+        codec=codec,
+        epsilon_budget=args.epsilon_budget,
+        delta=args.delta,
+        min_games=args.min_games,
+        on_event=lambda event, fields: _emit(event, **fields),
+        freeze_round=args.fl_freeze_round,
+    )
+
+
+async def _run_bot(
+    config: NodeConfig, args: argparse.Namespace, *, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    """One more round-joining peer in this process, with its own identity and data."""
+    identity = Identity.load_or_create(config.data_dir)
+    store = GameStore(config.data_dir / "gamestore", identity.signing_key)
+    blobs = EphemeralBlobStore(DirectoryBlobStore(config.data_dir / "blobs"))
+    node = Node(
+        config,
+        identity,
+        blob_store=blobs,
+        services=[_rounds_service(config, identity, store, args)],
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        _emit("bot_listening", peer_id=node.peer_id, addrs=list(node.listen_addrs))
+        task_status.started()
+
+
 async def _run(config: NodeConfig, args: argparse.Namespace) -> None:
     identity = Identity.load_or_create(config.data_dir)
     services: list[NodeService] = []
@@ -219,8 +296,18 @@ async def _run(config: NodeConfig, args: argparse.Namespace) -> None:
     if relays is not None:
         services.append(relays)
     games = None
-    if args.play or args.challenge:
+    store = None
+    if args.play or args.challenge or args.join_rounds:
         store = GameStore(config.data_dir / "gamestore", identity.signing_key)
+    if args.join_rounds:
+        assert store is not None
+        if args.train_threads > 0:
+            import torch
+
+            torch.set_num_threads(args.train_threads)
+        services.append(_rounds_service(config, identity, store, args))
+    if args.play or args.challenge:
+        assert store is not None
         policy = AiPolicy(seed=args.seed, max_moves=args.max_moves)
         games = GameService(
             store,
@@ -230,11 +317,19 @@ async def _run(config: NodeConfig, args: argparse.Namespace) -> None:
             drop_after_moves=args.drop_after_moves,
         )
         services.append(games)
-    node = Node(config, identity, services=services)
+    blobs = None
+    if args.join_rounds:
+        blobs = EphemeralBlobStore(DirectoryBlobStore(config.data_dir / "blobs"))
+    node = Node(config, identity, blob_store=blobs, services=services)
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
         inbox = await node.subscribe(ANNOUNCE_TOPIC)
         _emit("listening", peer_id=node.peer_id, addrs=list(node.listen_addrs))
+        for i in range(args.bots if args.join_rounds else 0):
+            bot = dataclasses.replace(
+                config, data_dir=config.data_dir / "bots" / str(i), listen=(LOOPBACK_LISTEN,)
+            )
+            await nursery.start(_run_bot, bot, args)
         nursery.start_soon(_report, node, inbox)
         await node.publish(ANNOUNCE_TOPIC, Hello(node.peer_id, node.listen_addrs, AGENT))
         if relays is not None:
@@ -262,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         if len(args.model_version) != 64:
             raise ConfigError("--model-version must be 64 hex digits")
+        if args.join_rounds and not _coordinators(config, args):
+            raise ConfigError("--join-rounds needs --coordinator, --relay or --connect")
+        if args.bots < 0 or (args.bots and not args.join_rounds):
+            raise ConfigError("--bots needs --join-rounds and a count >= 0")
         bytes.fromhex(args.model_version)
         trio.run(_run, config, args)
     except (ConfigError, IdentityError, ValueError) as err:

@@ -10,6 +10,12 @@ the ``[net]`` and ``[relay]`` tables of ``--config`` and from flags (flags win).
 Like ``p2pgo-peer`` it writes one JSON object per line to stdout (``listening`` with
 the peer id, addresses and metrics URL; ``stopped``) and stops on SIGINT/SIGTERM or,
 with ``--exit-on-stdin-eof``, when stdin closes.
+
+With ``--coordinate-rounds`` it also coordinates federated rounds
+(`net.FlCoordinatorService`): peers running ``p2pgo-peer --join-rounds`` open
+``/p2pgo/fl/1`` sessions to it; it starts from ``--model-file`` (an engine weight file)
+or, when ``<data dir>/fl`` holds a saved state, resumes from that, and prints
+``fl_round_started`` / ``fl_round_done`` (with per-stage timings) for every round.
 """
 
 from __future__ import annotations
@@ -23,9 +29,13 @@ from typing import Any
 
 import trio
 
+from fl import Sampling
 from net._config import NodeConfig
 from net._directory import Directory, DirectoryService
 from net._errors import ConfigError, IdentityError, NetError
+from net._fl_coordinator import FlCoordinatorService
+from net._fl_protocol import ModelError, load_model
+from net._fl_records import RoundSettings, load_coordinator_state
 from net._metrics import RelayMetrics
 from net._node import ANNOUNCE_TOPIC, Node, Received
 from net._relay import RelayLimitsConfig, RelayService
@@ -57,7 +67,73 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--directory-max-ttl-s", type=int)
     p.add_argument("--exit-on-stdin-eof", action="store_true")
     p.add_argument("--log-level", default="WARNING")
+    f = p.add_argument_group("federated rounds")
+    f.add_argument("--coordinate-rounds", action="store_true", help="run the round coordinator")
+    f.add_argument("--model-file", type=Path, help="the first model (a saved state wins)")
+    f.add_argument("--rounds", type=int, default=0, help="rounds to run (0: until stopped)")
+    f.add_argument("--round-interval", type=float, default=5.0, help="seconds between rounds")
+    f.add_argument("--per-round", type=int, default=8, help="target participants K")
+    f.add_argument("--min-participants", type=int, default=3, help="abort below this")
+    f.add_argument("--wait-for-peers", type=int, default=0, help="sessions before round 1")
+    f.add_argument("--ready-timeout", type=float, default=5.0, help="seconds to collect ready")
+    f.add_argument("--train-timeout", type=float, default=120.0, help="seconds to train")
+    f.add_argument("--stage-timeout", type=float, default=15.0, help="seconds per SecAgg stage")
+    f.add_argument("--clip-norm", type=float, default=1.0)
+    f.add_argument("--noise-multiplier", type=float, default=1.0)
+    f.add_argument(
+        "--sampling", choices=[s.value for s in Sampling], default=Sampling.POISSON_SECRET.value
+    )
+    f.add_argument("--sampling-rate", type=float, default=1.0, help="announced q")
+    f.add_argument("--expected-dropout", type=float, default=0.1)
+    f.add_argument("--pow-difficulty", type=int, default=8)
+    f.add_argument("--server-lr", type=float, default=1.0)
+    f.add_argument("--proximal-mu", type=float, default=0.0, help="FedProx when > 0")
     return p
+
+
+def _coordinator(args: argparse.Namespace, data_dir: Path) -> FlCoordinatorService | None:
+    """The round coordinator the flags ask for (None without ``--coordinate-rounds``)."""
+    if not args.coordinate_rounds:
+        return None
+    settings = RoundSettings(
+        per_round=args.per_round,
+        min_participants=args.min_participants,
+        wait_for_peers=args.wait_for_peers,
+        ready_s=args.ready_timeout,
+        train_s=args.train_timeout,
+        stage_s=args.stage_timeout,
+        rounds=args.rounds,
+        interval_s=args.round_interval,
+        clip_norm=args.clip_norm,
+        noise_multiplier=args.noise_multiplier,
+        sampling=Sampling(args.sampling),
+        sampling_rate=args.sampling_rate,
+        expected_dropout=args.expected_dropout,
+        pow_difficulty=args.pow_difficulty,
+        server_lr=args.server_lr,
+        proximal_mu=args.proximal_mu,
+    )
+    state_dir = data_dir / "fl"
+    saved = load_coordinator_state(state_dir)
+    if saved is not None:
+        codec, weights, first_round, parent = saved
+    elif args.model_file is not None:
+        try:
+            codec, weights = load_model(args.model_file.read_bytes())
+        except (OSError, ModelError) as err:
+            raise ConfigError(f"--model-file {args.model_file}: {err}") from None
+        first_round, parent = 1, ""
+    else:
+        raise ConfigError("--coordinate-rounds needs --model-file (or a saved state)")
+    return FlCoordinatorService(
+        codec,
+        weights,
+        settings,
+        state_dir=state_dir,
+        parent_version=parent,
+        first_round=first_round,
+        on_event=lambda event, fields: _emit(event, **fields),
+    )
 
 
 def _relay_settings(path: Path | None, args: argparse.Namespace) -> dict[str, int]:
@@ -90,7 +166,12 @@ async def _count_gossip(metrics: RelayMetrics, inbox: trio.MemoryReceiveChannel[
         metrics.count_message(received.topic)
 
 
-async def _run(config: NodeConfig, settings: dict[str, int], args: argparse.Namespace) -> None:
+async def _run(
+    config: NodeConfig,
+    settings: dict[str, int],
+    args: argparse.Namespace,
+    rounds: FlCoordinatorService | None = None,
+) -> None:
     limits = RelayLimitsConfig(**{k: settings[k] for k in _LIMIT_KEYS if k in settings})
     relay = RelayService(limits)
     directory = DirectoryService(
@@ -99,7 +180,7 @@ async def _run(config: NodeConfig, settings: dict[str, int], args: argparse.Name
             max_ttl_s=settings.get("directory_max_ttl_s", 600),
         )
     )
-    node = Node(config, services=[relay, directory])
+    node = Node(config, services=[relay, directory, *([rounds] if rounds else [])])
     metrics = RelayMetrics(node, relay, directory)
     port = settings.get("metrics_port", 0)
     async with trio.open_nursery() as nursery:
@@ -138,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = _relay_settings(args.config, args)
         if not 0 <= settings.get("metrics_port", 0) <= 65535:
             raise ConfigError("metrics_port must be 0..65535")
-        trio.run(_run, config, settings, args)
+        rounds = _coordinator(args, config.data_dir)
+        trio.run(_run, config, settings, args, rounds)
     except (ConfigError, IdentityError) as err:
         print(f"p2pgo-relay: {err}", file=sys.stderr)
         return 2
