@@ -492,7 +492,10 @@ class RoundParticipant:
         """Train, clip, add my share of the noise, quantise (kept until masking)."""
         assert self._start is not None and self._quant is not None
         params = self._start.params
-        delta, examples, metrics = self._train(dict(self._model), hyperparams)
+        try:
+            delta, examples, metrics = self._train(dict(self._model), hyperparams)
+        except Exception as exc:  # the caller's trainer: any failure means no submission
+            raise _Diverted(ParticipantStatus.FAILED, f"local training failed: {exc}") from exc
         try:
             clipped, _ = clip_l2(delta, params.clip_norm)
             flat, _ = flatten(clipped, self._spec)

@@ -169,6 +169,20 @@ def test_clipping_bounds_each_contribution() -> None:
         assert float(np.linalg.norm(contribution)) <= 1.0 + 1e-4
 
 
+def test_a_trainer_that_raises_fails_that_peer_without_escaping() -> None:
+    def broken(
+        weights: NamedTensors, hp: Mapping[str, float]
+    ) -> tuple[NamedTensors, int, dict[str, float]]:
+        raise RuntimeError("out of memory")
+
+    coord, parts = _round(n=6)
+    victim = next(iter(parts.values()))
+    victim._train = broken  # the test swaps in a failing trainer
+    drive_round(coord, parts)  # the trainer's exception must not escape receive()
+    assert victim.status is ParticipantStatus.FAILED
+    assert "local training failed: out of memory" in victim.reason
+
+
 @pytest.mark.parametrize("drop_at", DROP_STAGES, ids=lambda s: s.value)
 def test_dropout_at_every_stage(drop_at: RoundStage) -> None:
     coord, parts = _round()
