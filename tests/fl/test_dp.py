@@ -101,3 +101,10 @@ def test_ledger_state_round_trips_and_rejects_garbage() -> None:
         with pytest.raises(FlInputError):
             PrivacyLedger.from_dict(bad)
     assert math.isfinite(ledger.spent())
+
+
+def test_tiny_noise_uses_the_cheap_accountant_and_reports_no_privacy() -> None:
+    # PLD at z=0.001 exhausted memory; below z=0.3 the RDP accountant answers instead.
+    eps = compute_epsilon([PrivacyEvent(0.001, rounds=3)], DELTA)
+    assert eps > 1e3
+    assert compute_epsilon([PrivacyEvent(0.2)], DELTA) > compute_epsilon([PrivacyEvent(0.5)], DELTA)

@@ -41,7 +41,7 @@ def test_human_readable_output(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_train_flag_fails_clearly(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--peers", "5", "--per-round", "4", "--train"]) == 2
-    assert "Go model training is not available yet" in capsys.readouterr().err
+    assert "--train needs --games" in capsys.readouterr().err
 
 
 def test_bad_arguments_are_reported(capsys: pytest.CaptureFixture[str]) -> None:
