@@ -10,8 +10,6 @@ length is wrong.
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +18,10 @@ from libp2p.crypto.keys import KeyPair
 from libp2p.peer.id import ID
 from nacl.signing import SigningKey
 
+from engine._keyfile import KEY_FILE, SEED_BYTES, KeyFileError, load_or_create_seed, read_seed
 from net._errors import IdentityError
 
-KEY_FILE = "identity.key"
-SEED_BYTES = 32
+__all__ = ["KEY_FILE", "SEED_BYTES", "Identity"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,48 +60,15 @@ class Identity:
     def load(cls, path: Path) -> Identity:
         """Load a key file; `IdentityError` if it is readable by others or malformed."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError as err:
-            raise IdentityError(f"cannot open identity key {path}: {err.strerror}") from None
-        with os.fdopen(fd, "rb") as f:
-            mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
-            if mode & 0o077:
-                raise IdentityError(
-                    f"identity key {path} has mode {mode:04o}; it must be private "
-                    f"(run: chmod 600 {path})"
-                )
-            seed = f.read(SEED_BYTES + 1)
-        if len(seed) != SEED_BYTES:
-            raise IdentityError(
-                f"identity key {path} holds {len(seed)} bytes, expected {SEED_BYTES}; "
-                "it is damaged or not ours (move it away to create a new identity)"
-            )
-        return cls.from_seed(seed)
+            return cls.from_seed(read_seed(path))
+        except KeyFileError as err:
+            raise IdentityError(str(err)) from None
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> Identity:
         """The identity stored in `data_dir`, created on first use."""
-        path = data_dir / KEY_FILE
-        if path.exists() or path.is_symlink():
-            return cls.load(path)
         try:
-            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as err:
-            raise IdentityError(f"cannot create data directory {data_dir}: {err}") from None
-        identity = cls.generate()
-        tmp = data_dir / f".{KEY_FILE}.{os.getpid()}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(identity.seed)
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                return cls.load(path)  # another process created it first: use theirs
-        except OSError as err:
-            raise IdentityError(f"cannot write identity key {path}: {err}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
-        return identity
+            seed, _ = load_or_create_seed(data_dir)
+        except KeyFileError as err:
+            raise IdentityError(str(err)) from None
+        return cls.from_seed(seed)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import TypeVar
 
 from nacl.signing import SigningKey
 
+from engine._keyfile import KEY_FILE, KeyFileError, load_or_create_seed
 from p2pgo_tui._engine import GameRecord, GameStore, StoreError
 from p2pgo_tui._protocols import StorageError, StoredGame
 
@@ -37,10 +37,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IDENTITY_FILE = "identity.key"  # as net._identity.KEY_FILE
+IDENTITY_FILE = KEY_FILE  # shared with net: one key signs games and messages
 # The game store's root: DATA_DIR/store/games/<record id>.cbor and store/index.cbor.
 STORE_DIR = "store"
-_SEED_BYTES = 32
 T = TypeVar("T")
 
 
@@ -50,55 +49,18 @@ def default_data_dir() -> Path:
     return Path(base) / "p2pgo"
 
 
-def _read_seed(path: Path) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise StorageError(f"cannot open identity key {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
-        if mode & 0o077:
-            raise StorageError(
-                f"identity key {path} has mode {mode:04o}; it must be private "
-                f"(run: chmod 600 {path})"
-            )
-        seed = f.read(_SEED_BYTES + 1)
-    if len(seed) != _SEED_BYTES:
-        raise StorageError(
-            f"identity key {path} holds {len(seed)} bytes, expected {_SEED_BYTES}; "
-            "it is damaged or not ours (move it away to create a new identity)"
-        )
-    return seed
-
-
 def load_or_create_identity(data_dir: Path) -> bytes:
     """The 32-byte identity seed in ``data_dir``, created on first use.
 
     Raises :class:`StorageError` for a key that is damaged, readable by others, or
     cannot be written.
     """
-    path = data_dir / IDENTITY_FILE
-    if path.exists() or path.is_symlink():
-        return _read_seed(path)
-    seed = os.urandom(_SEED_BYTES)
-    tmp = data_dir / f".{IDENTITY_FILE}.{os.getpid()}.tmp"
     try:
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(seed)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            # A hard link fails instead of overwriting if another process won the race.
-            os.link(tmp, path)
-        except FileExistsError:
-            return _read_seed(path)
-    except OSError as exc:
-        raise StorageError(f"cannot write identity key {path}: {exc.strerror}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    log.info("created identity key %s", path)
+        seed, created = load_or_create_seed(data_dir)
+    except KeyFileError as exc:
+        raise StorageError(str(exc)) from None
+    if created:
+        log.info("created identity key %s", data_dir / IDENTITY_FILE)
     return seed
 
 
