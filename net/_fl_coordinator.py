@@ -40,7 +40,6 @@ from typing import Any
 
 import trio
 from libp2p.abc import INetStream
-from libp2p.exceptions import BaseLibp2pError
 
 from fl import (
     Blob,
@@ -60,8 +59,10 @@ from fl import (
 from net._errors import BlobError
 from net._fl_protocol import (
     FL_PROTOCOL,
+    GONE,
     MAX_FRAME_TO_COORDINATOR,
     AnchoredClock,
+    EventSink,
     FlFrameError,
     FlHello,
     FlModel,
@@ -88,9 +89,6 @@ from net._node import ANNOUNCE_TOPIC, Node
 from net._wire import RoundAnnouncement
 
 log = logging.getLogger(__name__)
-EventSink = Callable[[str, dict[str, Any]], None]
-# What a peer that went away raises while we read or write its stream.
-_GONE = (BaseLibp2pError, EOFError, OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +273,7 @@ class FlCoordinatorService:
             log.info("fl session with %s dropped: %s", peer_id, err)
         except trio.TooSlowError:
             self.stats.sessions_closed["no_hello"] += 1
-        except _GONE as err:
+        except GONE as err:
             self.stats.sessions_closed["gone"] += 1
             log.debug("fl session with %s ended: %r", peer_id, err)
         finally:
@@ -292,7 +290,7 @@ class FlCoordinatorService:
         except FlFrameError as err:
             log.info("fl session with %s dropped: %s", session.peer_id, err)
             session.close("malformed")
-        except _GONE as err:
+        except GONE as err:
             log.debug("fl session with %s ended: %r", session.peer_id, err)
             session.close("gone")
 

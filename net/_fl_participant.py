@@ -41,7 +41,6 @@ from typing import Any, Protocol
 import blake3
 import cbor2
 import trio
-from libp2p.exceptions import BaseLibp2pError
 
 from fl import (
     DEFAULT_DELTA,
@@ -64,10 +63,12 @@ from fl import (
 from net._errors import BlobError, ConfigError
 from net._fl_protocol import (
     FL_PROTOCOL,
+    GONE,
     MAX_FRAME_TO_PARTICIPANT,
     MAX_MODEL_BLOB,
     AnchoredClock,
     EphemeralBlobStore,
+    EventSink,
     FlFrame,
     FlFrameError,
     FlHello,
@@ -84,14 +85,12 @@ from net._fl_protocol import (
     key_of_peer,
     load_model,
 )
+from net._fl_records import MODEL_FILE
 from net._node import ANNOUNCE_TOPIC, Node, Received
 from net._wire import RoundAnnouncement
 
 log = logging.getLogger(__name__)
-EventSink = Callable[[str, dict[str, Any]], None]
-_GONE = (BaseLibp2pError, EOFError, OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 LEDGER_FILE = "ledger.cbor"
-MODEL_FILE = "model.bin"
 
 
 class LocalTrainer(Protocol):
@@ -334,7 +333,7 @@ class FlParticipantService:
                         async with trio.open_nursery() as nursery:
                             nursery.start_soon(self._guard, scope, self._read, coordinator, framed)
                             nursery.start_soon(self._guard, scope, self._write, coordinator, framed)
-                except _GONE as err:
+                except GONE as err:
                     log.debug("fl session with %s failed: %r", coordinator.peer_id, err)
                 finally:
                     self.stats.sessions_lost += 1
@@ -359,7 +358,7 @@ class FlParticipantService:
         except FlFrameError as err:
             self.stats.bad_frames += 1
             log.info("fl session with %s dropped: %s", coordinator.peer_id, err)
-        except _GONE as err:
+        except GONE as err:
             log.debug("fl session with %s ended: %r", coordinator.peer_id, err)
         finally:
             scope.cancel()

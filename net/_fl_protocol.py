@@ -35,7 +35,7 @@ import logging
 import os
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -66,6 +66,9 @@ MAX_FRAME_TO_COORDINATOR = 1024 * 1024
 MAX_MODEL_BLOB = 64 * 1024 * 1024
 _MAX_FORMAT = 32
 log = logging.getLogger(__name__)
+EventSink = Callable[[str, dict[str, Any]], None]
+# What a peer that went away raises while we read or write its stream.
+GONE = (BaseLibp2pError, EOFError, OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 class FlFrameError(ProtocolError):

@@ -79,6 +79,9 @@ def main() -> None:
     p.add_argument("--announce", type=int)
     p.add_argument("--expect-acks", type=int, default=1)
     p.add_argument("--timeout", type=float, default=45.0)
+    p.add_argument(
+        "--exit-on-stdin-eof", action="store_true"
+    )  # always so; tests.net._procs passes it
     trio.run(_run, p.parse_args())
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.net.test_relay_processes import Proc, processes
+from tests.net._procs import Proc, processes
 
 TAG = f"p2pgo{os.getpid() % 100000}"
 NS_A, NS_B, NS_R = f"{TAG}a", f"{TAG}b", f"{TAG}r"
