@@ -1,44 +1,182 @@
-"""Network benchmarks on loopback: gossip announce latency and blob throughput.
+"""Network benchmarks on loopback: gossip announce latency, memory per peer, blob throughput.
 
-In one process (trio): `PEERS` nodes, each dialling the first node and its
-predecessor, announce rounds from node 0; latency is publish-to-delivery per
-receiver, p50/p95 over every (announcement, receiver) pair, after a warm-up round
-that waits for every peer's ack (so the mesh is formed). Then an 8 MiB blob moves
-between two nodes over /p2pgo/blob/1. All nodes share one CPU-bound process, so these
-are upper bounds for separate machines. Prints JSON lines; runs in well under 30 s.
+Announce latency (`net_announce_latency`): ten peers in two or three OS processes
+(`benchmarks/_net_host.py`; 4+3+3 nodes by default, each process chains its own nodes
+and dials one node of the first process, so announcements cross processes and hops).
+Node 0 of the first process waits until all nine others ack a warm-up announcement
+(the mesh reaches everyone), then publishes `--announcements` rounds every
+`--interval` s; every receiver timestamps delivery with the wall clock (one machine,
+one clock). Latency is publish call to delivery by our validator-checked subscription,
+per (announcement, receiver); prints p50/p95/max and the loss.
+
+Memory per peer and the 8 MiB blob transfer run in this process (trio). Prints JSON
+lines; the whole run takes about a minute on the shared 2-core machine.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import queue
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import trio
 
-from net import ANNOUNCE_TOPIC, MemoryBlobStore, Node, NodeConfig, Received, RoundAnnouncement
+from net import MemoryBlobStore, Node, NodeConfig
 
-PEERS = 6
-ANNOUNCEMENTS = 25
-# py-libp2p spends ~10-20 ms of CPU per message per hop; all peers share this process.
-PACING_S = 0.2
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HOST = "benchmarks._net_host"
+SPLITS = {2: (5, 5), 3: (4, 3, 3)}  # ten peers over two or three processes
+MEMORY_PEERS = 6
 BLOB_BYTES = 8 * 1024 * 1024
 
 
-async def _collect(
-    inbox: trio.MemoryReceiveChannel[Received], arrivals: dict[int, list[float]]
-) -> None:
-    async for received in inbox:
-        if isinstance(received.message, RoundAnnouncement):
-            arrivals.setdefault(received.message.round_id, []).append(trio.current_time())
+class _Host:
+    """One `benchmarks._net_host` process; its stdout JSON lines arrive on a queue."""
+
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        data_dir.mkdir(parents=True)
+        self.log = data_dir / "stderr"
+        with open(self.log, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", HOST, "--data-dir", str(data_dir), *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                env=env,
+            )
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.events.put(json.loads(line))
+
+    def wait_for(self, event: str, deadline: float) -> dict[str, Any]:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (self.proc.poll() is not None and self.events.empty()):
+                tail = self.log.read_text(errors="replace")[-1500:]
+                raise RuntimeError(f"no {event!r} from a host process; stderr:\n{tail}")
+            try:
+                got = self.events.get(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                continue
+            if got["event"] == event:
+                return got
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+
+    def stop(self) -> None:
+        """Wait a little for a clean exit (stdin closed), then kill."""
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
-async def _ack_all(node: Node, inbox: trio.MemoryReceiveChannel[Received]) -> None:
-    async for received in inbox:
-        if isinstance(received.message, RoundAnnouncement) and received.message.round_id == 0:
-            await node.ack(received)
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of processes (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def announce_latency(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Ten peers in `args.processes` processes; returns the JSON record."""
+    split = tuple(int(n) for n in args.split.split(",")) if args.split else SPLITS[args.processes]
+    tuning = [
+        f"--{name}={value}"
+        for name, value in (
+            ("degree", args.degree),
+            ("degree-low", args.degree_low),
+            ("degree-high", args.degree_high),
+        )
+        if value is not None
+    ]
+    deadline = time.monotonic() + 120
+    hosts: list[_Host] = []
+    try:
+        first = _Host(root / "p0", "--nodes", str(split[0]), *tuning)
+        hosts.append(first)
+        addrs = [first.wait_for("listening", deadline)["addrs"][0] for _ in range(split[0])]
+        for index, count in enumerate(split[1:], start=1):
+            # Each later process dials a different node of the first one.
+            host = _Host(
+                root / f"p{index}", "--nodes", str(count), "--connect", addrs[-index], *tuning
+            )
+            hosts.append(host)
+            for _ in range(count):
+                host.wait_for("listening", deadline)
+        pids = [host.proc.pid for host in hosts]
+        publisher = hosts[-1]  # its announcements cross processes before most peers see them
+        assert publisher.proc.stdin is not None
+        publisher.proc.stdin.write(
+            f"publish {args.announcements} {args.interval} {sum(split) - 1}\n"
+        )
+        publisher.proc.stdin.flush()
+        warm = publisher.wait_for("warm", deadline)
+        cpu_before = _cpu_seconds(pids)  # after the warm-up, which has its own settle time
+        published = publisher.wait_for("sent", deadline)
+        sent = {int(k): v for k, v in published["times"].items()}
+        publish_ms = [(v - sent[int(k)]) * 1000 for k, v in published["returned"].items()]
+        time.sleep(args.drain)  # let the last announcements arrive before collecting
+        cpu = _cpu_seconds(pids) - cpu_before
+        for host in hosts:
+            host.close()
+        nodes = [n for host in hosts for n in host.wait_for("arrivals", deadline)["nodes"]]
+    finally:
+        for host in hosts:
+            host.stop()
+    if args.logs is not None:
+        (args.logs / "raw.json").write_text(json.dumps({"sent": sent, "nodes": nodes}))
+    latencies: list[float] = []
+    for node in nodes:
+        times = {int(k): v for k, v in node["times"].items()}
+        if node["peer_id"] == warm["publisher"]:
+            continue
+        latencies += [(times[r] - t) * 1000 for r, t in sent.items() if r in times]
+    expected = len(sent) * (sum(split) - 1)
+    return {
+        "bench": "net_announce_latency",
+        "peers": sum(split),
+        "processes": len(split),
+        "announcements": len(sent),
+        "interval_ms": args.interval * 1000,
+        "delivered": len(latencies),
+        "expected": expected,
+        "warm_up_s": warm["seconds"],
+        "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
+        "p95_ms": round(_quantile(latencies, 0.95), 1) if latencies else None,
+        "max_ms": round(max(latencies), 1) if latencies else None,
+        "publish_call_p50_ms": round(statistics.median(publish_ms), 1),
+        # All hosts' CPU while publishing, per announcement (idle ticking included).
+        "cpu_ms_per_announcement": round(cpu * 1000 / max(1, len(sent)), 1),
+        "degree": args.degree,
+        "load_1min": round(os.getloadavg()[0], 2),
+    }
 
 
 def _rss_bytes() -> int:
@@ -47,11 +185,11 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-async def _bench(root: Path) -> None:
+async def _memory_and_blob(root: Path) -> None:
     async with trio.open_nursery() as nursery:
         nodes = []
         rss: list[int] = []
-        for i in range(PEERS):
+        for i in range(MEMORY_PEERS):
             rss.append(_rss_bytes())
             node = Node(NodeConfig.load(data_dir=root / f"n{i}"), blob_store=MemoryBlobStore())
             await nursery.start(node.run)
@@ -62,12 +200,12 @@ async def _bench(root: Path) -> None:
                 await node.connect(nodes[i - 1].listen_addrs[0])
         rss.append(_rss_bytes())
         # The first node pays for imports and shared state; later ones show the marginal cost.
-        per_peer = (rss[-1] - rss[1]) / max(1, PEERS - 1)
+        per_peer = (rss[-1] - rss[1]) / max(1, MEMORY_PEERS - 1)
         print(
             json.dumps(
                 {
                     "bench": "net_memory_per_peer",
-                    "peers": PEERS,
+                    "peers": MEMORY_PEERS,
                     "first_node_mib": round((rss[1] - rss[0]) / 2**20, 1),
                     "per_additional_peer_mib": round(per_peer / 2**20, 2),
                     "process_rss_mib": round(rss[-1] / 2**20, 1),
@@ -75,43 +213,6 @@ async def _bench(root: Path) -> None:
             ),
             flush=True,
         )
-        arrivals: dict[int, list[float]] = {}
-        await nodes[0].subscribe(ANNOUNCE_TOPIC)
-        for node in nodes[1:]:
-            nursery.start_soon(_collect, await node.subscribe(ANNOUNCE_TOPIC), arrivals)
-            nursery.start_soon(_ack_all, node, await node.subscribe(ANNOUNCE_TOPIC))
-        warm = RoundAnnouncement(0, b"\x00" * 32, 1)
-        with trio.fail_after(20):
-            await nodes[0].announce_until_acked(ANNOUNCE_TOPIC, warm, expected=PEERS - 1)
-        sent: dict[int, float] = {}
-        for round_id in range(1, ANNOUNCEMENTS + 1):
-            sent[round_id] = trio.current_time()
-            await nodes[0].publish(ANNOUNCE_TOPIC, RoundAnnouncement(round_id, b"\x01" * 32, 2))
-            await trio.sleep(PACING_S)  # pacing, so one process's CPU is not saturated
-        with trio.move_on_after(3):
-            while any(len(arrivals.get(r, ())) < PEERS - 1 for r in sent):
-                await trio.sleep(0.05)
-        latencies = [(t - sent[r]) * 1000 for r in sent for t in arrivals.get(r, ())]
-        delivered = len(latencies)
-        expected = ANNOUNCEMENTS * (PEERS - 1)
-        quantiles = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else [0.0] * 19
-        print(
-            json.dumps(
-                {
-                    "bench": "net_announce_latency",
-                    "peers": PEERS,
-                    "announcements": ANNOUNCEMENTS,
-                    "delivered": delivered,
-                    "expected": expected,
-                    "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
-                    "p95_ms": round(quantiles[18], 2),
-                    "processes": 1,
-                    "interval_ms": PACING_S * 1000,
-                }
-            ),
-            flush=True,
-        )
-
         a, b = nodes[0], nodes[1]
         digest = a.blob_store.put(os.urandom(BLOB_BYTES))
         start = trio.current_time()
@@ -133,8 +234,23 @@ async def _bench(root: Path) -> None:
 
 
 def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--processes", type=int, choices=sorted(SPLITS), default=3)
+    p.add_argument("--split", help="nodes per process, e.g. 1,1 (overrides --processes)")
+    p.add_argument("--announcements", type=int, default=40)
+    p.add_argument("--interval", type=float, default=0.2, help="seconds between announcements")
+    p.add_argument("--drain", type=float, default=2.0, help="seconds to wait for stragglers")
+    p.add_argument("--degree", type=int, help="gossipsub D (default: NodeConfig's)")
+    p.add_argument("--degree-low", type=int)
+    p.add_argument("--degree-high", type=int)
+    p.add_argument("--latency-only", action="store_true")
+    p.add_argument("--logs", type=Path, help="keep the host processes' data and stderr here")
+    args = p.parse_args()
     with tempfile.TemporaryDirectory() as root:
-        trio.run(_bench, Path(root))
+        hosts = args.logs or Path(root) / "hosts"
+        print(json.dumps(announce_latency(args, hosts)), flush=True)
+        if not args.latency_only:
+            trio.run(_memory_and_blob, Path(root) / "memory")
 
 
 if __name__ == "__main__":

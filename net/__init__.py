@@ -53,6 +53,7 @@ from net._fl_records import (
     load_coordinator_state,
 )
 from net._game import GamePhase, GameProtocolError, GameSession, GameStateError, GameTerms
+from net._game_clock import TIME_GRACE_S, ClockView
 from net._game_service import (
     GAME_PROTOCOL,
     AiPolicy,
@@ -105,6 +106,7 @@ __all__ = [
     "GAME_PROTOCOL",
     "LOOPBACK_LISTEN",
     "MAX_MESSAGE_BYTES",
+    "TIME_GRACE_S",
     "Accepted",
     "Ack",
     "AiPolicy",
@@ -119,6 +121,7 @@ __all__ = [
     "BlobServerStats",
     "BlobStore",
     "BridgeClosed",
+    "ClockView",
     "ConfigError",
     "CoordinatorReport",
     "CoordinatorStats",

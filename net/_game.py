@@ -10,7 +10,7 @@ messages they return, in order, on the game's stream.
 Phases::
 
     CHALLENGED --accept--> PLAYING --2 passes--> SCORING --same dead stones--> SIGNING
-    OFFERED    --accept--> PLAYING --resign----------------------------------> SIGNING
+    OFFERED    --accept--> PLAYING --resign, flag fall---------------------> SIGNING
     CHALLENGED/OFFERED --decline--> DECLINED             SIGNING --their signature--> FINISHED
 
 The challenge fixes the record header (`GameTerms.record`), so both sides start from
@@ -26,6 +26,22 @@ lost); one move behind is fine when that move is the other side's (it will commi
 from our sync); equal means in step, and our pending move, dead-stone proposal and
 signature are sent again. Anything else means the games diverged: a protocol error.
 Every resent message is idempotent on arrival.
+
+Resigning: a player may resign at any time during play, on the opponent's turn too
+(`resign`): the resignation is a `GameMove` numbered after the last agreed move. If
+it crosses the opponent's move in flight, the resignation wins: the opponent drops
+its unacknowledged move and applies the resignation, and our side rejects the move
+that crossed it. Two crossing resignations: black's stands. Either way both records
+end with the same resignation, and both sign them as usual.
+
+Clocks: `net._game_clock` keeps each side's remaining time as this player sees it
+(Fischer time control from the terms; untimed when the main time is 0). Every call
+takes ``now`` from the shell's clock (the session never reads one). A move arriving
+after the mover's flag fell is rejected with a reason and the game ends ``B+Time`` /
+``W+Time``; the shell calls `check_time` when `flag_deadline` passes, which ends it
+the same way on either side. The side that flags first signs the time-loss record;
+that signature doubles as the claim: the other side accepts it if the loser is the
+sender, or if its own clock agrees within the grace (otherwise `GameProtocolError`).
 
 Scoring: after two passes each side proposes dead stones (the shell starts from
 `engine.estimate_dead`). Equal proposals fix the result; the final record (the game
@@ -54,17 +70,22 @@ from engine import (
     IllegalMove,
     Move,
     MoveKind,
-    Player,
     Point,
     Position,
-    Rules,
     score,
 )
 from engine._store import sign_record, verify_signature
-from net._errors import NetError, ProtocolError
+from net._game_clock import TIME_GRACE_S, ClockView, GameClock
+from net._game_terms import (
+    GameProtocolError,
+    GameStateError,
+    GameTerms,
+    dead_points,
+    engine_move,
+    wire_move,
+)
 from net._wire import (
     GameAccept,
-    GameChallenge,
     GameDeadStones,
     GameDecline,
     GameMove,
@@ -75,15 +96,14 @@ from net._wire import (
     Message,
 )
 
-_KIND_CODE = {MoveKind.PLAY: 0, MoveKind.PASS: 1, MoveKind.RESIGN: 2}
-
-
-class GameProtocolError(ProtocolError):
-    """The opponent broke the game protocol (the shell ends the stream)."""
-
-
-class GameStateError(NetError):
-    """We asked the session for something the game's state does not allow."""
+__all__ = [
+    "GamePhase",
+    "GameProtocolError",
+    "GameSession",
+    "GameStateError",
+    "GameTerms",
+    "dead_points",
+]
 
 
 class GamePhase(enum.Enum):
@@ -94,108 +114,6 @@ class GamePhase(enum.Enum):
     SIGNING = "signing"  # the final record is fixed; waiting for their signature
     FINISHED = "finished"  # both signatures held
     DECLINED = "declined"
-
-
-@dataclass(frozen=True, slots=True)
-class GameTerms:
-    """What a challenge fixes: everything in the record header, plus time control."""
-
-    game_id: str
-    size: int
-    rules: str
-    komi: float
-    black: str  # peer ids
-    white: str
-    main_time_s: int = 0  # 0: untimed
-    increment_s: int = 0
-    date: str = ""
-
-    def __post_init__(self) -> None:
-        if self.black == self.white:
-            raise ValueError("black and white must be different peers")
-        if (self.komi * 2) != int(self.komi * 2):
-            raise ValueError(f"komi must be a multiple of 0.5, got {self.komi}")
-        Rules.named(self.rules)  # ValueError for an unknown rule set
-        self.challenge_message(self.black)  # the wire record checks the remaining ranges
-
-    def color_of(self, peer_id: str) -> Color:
-        if peer_id == self.black:
-            return Color.BLACK
-        if peer_id == self.white:
-            return Color.WHITE
-        raise ValueError(f"{peer_id} does not play in game {self.game_id}")
-
-    def challenge_message(self, challenger: str) -> GameChallenge:
-        return GameChallenge(
-            game_id=self.game_id,
-            size=self.size,
-            rules=self.rules,
-            komi_halves=int(self.komi * 2),
-            challenger_color=int(self.color_of(challenger)),
-            main_time_s=self.main_time_s,
-            increment_s=self.increment_s,
-            date=self.date,
-            black=self.black,
-            white=self.white,
-        )
-
-    @classmethod
-    def from_challenge(cls, message: GameChallenge, challenger: str) -> GameTerms:
-        """The terms a challenge from `challenger` proposes; `GameProtocolError` if unsound."""
-        try:
-            terms = cls(
-                message.game_id,
-                message.size,
-                message.rules,
-                message.komi_halves / 2,
-                message.black,
-                message.white,
-                message.main_time_s,
-                message.increment_s,
-                message.date,
-            )
-            claimed = terms.color_of(challenger)
-        except ValueError as err:
-            raise GameProtocolError(f"unacceptable challenge: {err}") from None
-        if int(claimed) != message.challenger_color:
-            raise GameProtocolError("the challenge names the challenger in the wrong colour")
-        return terms
-
-    def record(self) -> GameRecord:
-        """The empty game both players build; equal terms give byte-identical records."""
-        comments = {}
-        if self.main_time_s:
-            comments[0] = f"time control: {self.main_time_s} s + {self.increment_s} s per move"
-        return GameRecord(
-            size=self.size,
-            rules=Rules.named(self.rules, self.komi),
-            black=Player(self.black),
-            white=Player(self.white),
-            date=self.date,
-            comments=comments,
-            game_id=self.game_id,
-        )
-
-
-def _wire_move(game_id: str, number: int, move: Move, prev_head: bytes) -> GameMove:
-    row, col = move.point if move.point is not None else (0, 0)
-    return GameMove(game_id, number, int(move.color), _KIND_CODE[move.kind], row, col, prev_head)
-
-
-def _engine_move(message: GameMove, size: int) -> Move | str:
-    """The engine move a wire move stands for, or why it cannot be one."""
-    color = Color(message.color)
-    if message.move_kind == 0:
-        if not (message.row < size and message.col < size):
-            return "point is off the board"
-        return Move.play(color, (message.row, message.col))
-    if (message.row, message.col) != (0, 0):
-        return "a pass or resignation has no point"
-    return Move.pass_(color) if message.move_kind == 1 else Move.resign(color)
-
-
-def dead_points(points: frozenset[Point], size: int) -> tuple[int, ...]:
-    return tuple(sorted(r * size + c for r, c in points))
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +134,7 @@ class GameSession:
         opponent_key: bytes,
         *,
         challenger: bool,
+        grace_s: float = TIME_GRACE_S,
     ) -> None:
         self.terms = terms
         self.me = me
@@ -236,6 +155,8 @@ class GameSession:
         self.final_record: GameRecord | None = None
         self.signatures: dict[bytes, bytes] = {}  # public key -> signature
         self._their_signature: GameSignature | None = None
+        self.clock = GameClock(terms.main_time_s, terms.increment_s, grace_s=grace_s)
+        self._resign_queued = False  # resign once our move in flight is settled
 
     # -- views -----------------------------------------------------------------
 
@@ -272,11 +193,26 @@ class GameSession:
     def result(self) -> str:
         return self.final_record.result if self.final_record is not None else ""
 
+    def clocks(self, now: float) -> ClockView | None:
+        """Both sides' remaining time at `now` (None for an untimed game)."""
+        return self.clock.view(now) if self.clock.timed else None
+
+    def flag_deadline(self) -> float | None:
+        """When the running clock's flag falls (call `check_time` then); None: no clock runs."""
+        if self.phase is not GamePhase.PLAYING or self._resigning:
+            return None
+        return self.clock.flag_deadline()
+
+    @property
+    def _resigning(self) -> bool:
+        return self.pending is not None and self.pending.move.is_resign
+
     # -- our decisions -----------------------------------------------------------
 
-    def accept(self) -> list[Message]:
+    def accept(self, now: float = 0.0) -> list[Message]:
         self._need(GamePhase.OFFERED)
         self.phase = GamePhase.PLAYING
+        self.clock.start(self.position.to_play, now)  # the accept starts the first clock
         return [GameAccept(self.game_id)]
 
     def decline(self, reason: str) -> list[Message]:
@@ -285,21 +221,60 @@ class GameSession:
         self.decline_reason = reason
         return [GameDecline(self.game_id, reason)]
 
-    def play(self, move: Move) -> list[Message]:
-        """Send our move (checked with the engine first; `IllegalMove` if the rules forbid it)."""
+    def play(self, move: Move, now: float = 0.0) -> list[Message]:
+        """Send our move (checked with the engine first; `IllegalMove` if the rules forbid it).
+
+        `GameStateError` if it is not our turn or our flag has fallen (call `check_time`).
+        """
         if not self.my_turn:
             raise GameStateError(f"not our turn (phase {self.phase.value}, pending {self.pending})")
         if move.color is not self.color:
             raise GameStateError(f"we play {self.color.name}, not {move.color.name}")
+        if not self.clock.in_time(now):
+            raise GameStateError(f"out of time: {self.color.name.lower()}'s flag has fallen")
         position = self.position.play(move)
         self.pending = _Pending(move, position, self.record.with_move(move))
         self.last_rejection = None
+        self.clock.freeze(now)
         return [self._pending_message()]
+
+    def resign(self, now: float = 0.0) -> list[Message]:
+        """Resign, on either side's turn (see the module docstring for crossing moves).
+
+        With our own move in flight the resignation follows once it is acked or
+        rejected (the messages then come out of `receive`); resigning twice is a no-op.
+        """
+        self._need(GamePhase.PLAYING)
+        if self.pending is not None:
+            self._resign_queued = not self._resigning
+            return []
+        out = self.check_time(now)
+        if self.phase is not GamePhase.PLAYING:
+            return out  # our flag had fallen already: the game ended on time
+        move = Move.resign(self.color)
+        self.pending = _Pending(move, self.position.play(move), self.record.with_move(move))
+        self._resign_queued = False
+        if self.clock.running is self.color:
+            self.clock.freeze(now)
+        return [self._pending_message()]
+
+    def check_time(self, now: float) -> list[Message]:
+        """End the game if the running clock's flag has fallen; our messages (a signature)."""
+        if self.phase is not GamePhase.PLAYING or self._resigning:
+            return []  # our resignation settles the game whatever the clocks say
+        loser = self.clock.flagged(now)
+        return [] if loser is None else self._lose_on_time(loser)
+
+    def _lose_on_time(self, loser: Color) -> list[Message]:
+        self.pending = None  # a move in flight no longer counts
+        self._resign_queued = False
+        self.clock.expire(loser)
+        return self._finalise(f"{loser.opponent.letter}+Time")
 
     def _pending_message(self) -> GameMove:
         assert self.pending is not None
         number = len(self.record.moves) + 1
-        return _wire_move(self.game_id, number, self.pending.move, self.record.head)
+        return wire_move(self.game_id, number, self.pending.move, self.record.head)
 
     def propose_dead(self, points: frozenset[Point]) -> list[Message]:
         """Propose the dead stones (points holding stones in the final position)."""
@@ -314,38 +289,42 @@ class GameSession:
 
     # -- their messages ----------------------------------------------------------
 
-    def receive(self, message: Message) -> list[Message]:
-        """Apply one message from the opponent; returns our replies, in order."""
+    def receive(self, message: Message, now: float = 0.0) -> list[Message]:
+        """Apply one message from the opponent (arrived at `now`); returns our replies."""
         if getattr(message, "game_id", self.game_id) != self.game_id:
             raise GameProtocolError(f"message for another game: {message!r:.80}")
         if isinstance(message, GameMove):
-            return self._on_move(message)
+            return self._on_move(message, now)
         if isinstance(message, GameMoveAck):
-            return self._on_ack(message)
+            return self._on_ack(message, now)
         if isinstance(message, GameMoveRejected):
             if self.pending is not None and message.number == len(self.record.moves) + 1:
                 self.pending = None
                 self.last_rejection = message.reason
+                self.clock.thaw()  # as they see it, our clock never stopped
+                if self._resign_queued:
+                    return self.resign(now)
             return []
         if isinstance(message, GameSync):
-            return self._on_sync(message)
+            return self._on_sync(message, now)
         if isinstance(message, GameDeadStones):
             return self._on_dead(message)
         if isinstance(message, GameSignature):
-            return self._on_signature(message)
+            return self._on_signature(message, now)
         if isinstance(message, GameAccept | GameDecline) and self.phase is GamePhase.CHALLENGED:
             if isinstance(message, GameAccept):
                 self.phase = GamePhase.PLAYING
+                self.clock.start(self.position.to_play, now)
             else:
                 self.phase = GamePhase.DECLINED
                 self.decline_reason = message.reason
             return []
         raise GameProtocolError(f"unexpected {message.KIND} in phase {self.phase.value}")
 
-    def _on_move(self, message: GameMove) -> list[Message]:
+    def _on_move(self, message: GameMove, now: float) -> list[Message]:
         n = len(self.record.moves)
         chain = self.record.chain()
-        move_or_reason = _engine_move(message, self.terms.size)
+        move_or_reason = engine_move(message, self.terms.size)
         if message.number <= n and isinstance(move_or_reason, Move):
             # A resend after a lost ack: the same move on the same head is acked again.
             index = message.number
@@ -353,22 +332,54 @@ class GameSession:
                 message.prev_head
             ):
                 return [GameMoveAck(self.game_id, index, chain[index])]
+        if self._resignation_wins(message, move_or_reason, n):
+            self.pending = None  # never acked, so never part of their game either
+            self._resign_queued = False
+            self.clock.thaw()
         reason = self._refuse_move(message, move_or_reason, n)
+        their_clock = self.clock.running is self.color.opponent
+        late = reason is None and their_clock and not self.clock.in_time(now)
+        if late:
+            used = self.clock.used(now)
+            left = self.clock.left(self.color.opponent, now) + used
+            reason = (
+                f"out of time: {self.color.opponent.name.lower()} used {used:.1f} s "
+                f"of {left:.1f} s (+{self.clock.grace_s:g} s grace)"
+            )
         if reason is not None:
             self.rejected_incoming.append(reason)
-            return [GameMoveRejected(self.game_id, message.number, reason)]
+            out: list[Message] = [GameMoveRejected(self.game_id, message.number, reason)]
+            return out + self._lose_on_time(self.color.opponent) if late else out
         assert isinstance(move_or_reason, Move)
         self.position = self.position.play(move_or_reason)  # checked in _refuse_move
         self.record = self.record.with_move(move_or_reason)
-        return [GameMoveAck(self.game_id, message.number, self.record.head), *self._after_move()]
+        ack = GameMoveAck(self.game_id, message.number, self.record.head)
+        return [ack, *self._after_move(now)]
+
+    def _resignation_wins(self, message: GameMove, move: Move | str, n: int) -> bool:
+        """Their resignation crossed our unacked move: it wins (black's, if both resign)."""
+        return (
+            self.phase is GamePhase.PLAYING
+            and self.pending is not None
+            and isinstance(move, Move)
+            and move.is_resign
+            and message.number == n + 1
+            and message.color == int(self.color.opponent)
+            and message.prev_head == self.record.head
+            and not (self._resigning and self.color is Color.BLACK)
+        )
 
     def _refuse_move(self, message: GameMove, move: Move | str, n: int) -> str | None:
         if self.phase is not GamePhase.PLAYING:
+            if self.result.endswith("+Time"):
+                return f"the game is over: a flag fell ({self.result})"
             return f"the game is not in play ({self.phase.value})"
         if message.number != n + 1:
             return f"expected move {n + 1}, got move {message.number}"
         if message.color != int(self.color.opponent):
             return f"you play {self.color.opponent.name.lower()}"
+        if self._resigning:
+            return f"move {n + 1} is our resignation, which crossed yours and stands"
         if self.pending is not None:
             return f"out of turn: move {n + 1} is ours and awaits your ack"
         if message.prev_head != self.record.head:
@@ -381,7 +392,7 @@ class GameSession:
             return err.reason.value
         return None
 
-    def _on_ack(self, message: GameMoveAck) -> list[Message]:
+    def _on_ack(self, message: GameMoveAck, now: float) -> list[Message]:
         n = len(self.record.moves)
         if self.pending is None or message.number != n + 1:
             if message.number <= n and self.record.chain()[message.number] == message.head:
@@ -389,24 +400,33 @@ class GameSession:
             raise GameProtocolError(f"unexpected ack for move {message.number}")
         if message.head != self.pending.record.head:
             raise GameProtocolError("the ack names another chain head: the games diverged")
-        return self._commit_pending()
+        return self._commit_pending(now)
 
-    def _commit_pending(self) -> list[Message]:
+    def _commit_pending(self, now: float) -> list[Message]:
         assert self.pending is not None
         self.position, self.record = self.pending.position, self.pending.record
         self.pending = None
-        return self._after_move()
+        out = self._after_move(now)
+        if self._resign_queued and self.phase is GamePhase.PLAYING:
+            out += self.resign(now)
+        return out
 
-    def _after_move(self) -> list[Message]:
+    def _after_move(self, now: float) -> list[Message]:
         last = self.record.moves[-1]
+        if self.clock.running is last.color:
+            self.clock.charge(now)  # ours stopped when we sent it; theirs when it arrived
         if last.kind is MoveKind.RESIGN:
+            self.clock.stop(now)
             return self._finalise(f"{last.color.opponent.letter}+R")
         if self.position.is_game_over:  # two passes
+            self.clock.stop(now)
             self.phase = GamePhase.SCORING
             return self._agree()  # their proposal may have arrived early
+        # The next clock starts now: we just sent the ack, or the ack just arrived.
+        self.clock.start(self.position.to_play, now)
         return []
 
-    def _on_sync(self, message: GameSync) -> list[Message]:
+    def _on_sync(self, message: GameSync, now: float) -> list[Message]:
         n = len(self.record.moves)
         chain = self.record.chain()
         if message.moves == n and message.head == chain[-1]:
@@ -416,7 +436,7 @@ class GameSession:
             and self.pending is not None
             and message.head == self.pending.record.head
         ):
-            out = self._commit_pending()  # they applied our move; its ack was lost
+            out = self._commit_pending(now)  # they applied our move; its ack was lost
         elif (
             message.moves == n - 1
             and message.head == chain[-2]
@@ -468,7 +488,7 @@ class GameSession:
         early, self._their_signature = self._their_signature, None
         out: list[Message] = [self._signature_message()]
         if early is not None:
-            out += self._on_signature(early)
+            out += self._check_signature(early)
         return out
 
     def _signature_message(self) -> GameSignature:
@@ -478,10 +498,17 @@ class GameSession:
             self.game_id, blake3.blake3(data).digest(), self.signatures[self.public_key]
         )
 
-    def _on_signature(self, message: GameSignature) -> list[Message]:
+    def _on_signature(self, message: GameSignature, now: float) -> list[Message]:
         if self.final_record is None:
+            claim = self._time_claim(message, now)
+            if claim is not None:
+                return claim
             self._their_signature = message  # checked once our final record is fixed
             return []
+        return self._check_signature(message)
+
+    def _check_signature(self, message: GameSignature) -> list[Message]:
+        assert self.final_record is not None
         data = self.final_record.to_cbor()
         if message.record_digest != blake3.blake3(data).digest():
             raise GameProtocolError("their signature covers another final record")
@@ -490,6 +517,23 @@ class GameSession:
         self.signatures[self.opponent_key] = message.signature
         self.phase = GamePhase.FINISHED
         return []
+
+    def _time_claim(self, message: GameSignature, now: float) -> list[Message] | None:
+        """Their signature of a time-loss record while we still play: their flag call."""
+        if self.phase is not GamePhase.PLAYING or not self.clock.timed:
+            return None
+        for loser in (Color.BLACK, Color.WHITE):
+            claimed = self.record.with_result(f"{loser.opponent.letter}+Time")
+            if blake3.blake3(claimed.to_cbor()).digest() == message.record_digest:
+                break
+        else:
+            return None
+        # They may always concede; a claim against us must match our own clock.
+        if loser is self.color and not self.clock.claim_plausible(self.color, now):
+            left = self.clock.left(self.color, now)
+            raise GameProtocolError(f"premature time claim: our clock shows {left:.1f} s left")
+        self._their_signature = message  # checked by _finalise like any early signature
+        return self._lose_on_time(loser)
 
     def _need(self, phase: GamePhase) -> None:
         if self.phase is not phase:

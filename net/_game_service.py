@@ -2,10 +2,19 @@
 
 Frames are the blob protocol's (4-byte length + one wire message). The challenger opens
 the stream with a `GameChallenge`; the challenged peer's `GamePolicy` accepts or
-declines. Both sides then run the same loop (`_drive`): read one message, feed it to
-the session, send the replies, then let the policy act (a move on our turn, a
-dead-stone proposal in scoring) and send that. A finished game is stored in both
-players' `engine.GameStore` with both signatures.
+declines. Both sides then run the same loop (`_drive`): a reader feeds every message
+to the session as it arrives and sends the replies, while an actor lets the policy
+act (a move on our turn, a dead-stone proposal in scoring) and sends that; the two
+share one send lock. Reading never waits for the policy, so a resignation or a flag
+fall ends the game while our side is still thinking (the policy's worker thread is
+abandoned then). A finished game is stored in both players' `engine.GameStore` with
+both signatures.
+
+Clocks: every session call gets ``now`` from the service's clock (`trio.current_time`
+unless one is injected). The reader wakes at the session's `flag_deadline` and calls
+`check_time`, so either side ends a game whose running clock ran out. `resign` may be
+called at any time (it sends on the live stream; after a drop the resumed stream
+resends it). Timed games emit ``game_clock`` events after every change.
 
 Dropped connections: the challenger re-dials the address it used (direct or
 ``/p2p-circuit``) with backoff and opens a new stream that starts with `GameSync`; the
@@ -20,7 +29,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard, TypeVar
 
 import trio
 from libp2p.abc import INetStream
@@ -31,7 +40,8 @@ from libp2p.peer.id import ID
 from engine import GameStore, HeuristicPlayer, Move, Point, estimate_dead
 from net._blob import FramedStream
 from net._errors import NetError, ProtocolError
-from net._game import GamePhase, GameProtocolError, GameSession, GameTerms
+from net._game import GamePhase, GameProtocolError, GameSession, GameStateError, GameTerms
+from net._game_clock import TIME_GRACE_S, ClockView
 from net._wire import GameChallenge, GameSync, Message
 
 GAME_PROTOCOL = "/p2pgo/game/1"
@@ -40,6 +50,8 @@ log = logging.getLogger(__name__)
 _DROPPED = (BaseLibp2pError, EOFError, OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 GameEventSink = Callable[[str, dict[str, Any]], None]
+_FINAL = (GamePhase.FINISHED, GamePhase.DECLINED)
+_T = TypeVar("_T")
 
 
 class GameError(NetError):
@@ -58,7 +70,12 @@ class GamePolicy(Protocol):
         ...
 
     def choose(self, session: GameSession) -> Move:
-        """Our next move (runs in a worker thread: the session must not be changed)."""
+        """Our next move (runs in a worker thread; read the session, never change it).
+
+        The game may end meanwhile (the opponent resigns, a flag falls): the thread is
+        then abandoned and its move dropped, so a blocking `choose` should also wake
+        when the game ends (the TUI closes its link).
+        """
         ...
 
     def dead_stones(self, session: GameSession) -> frozenset[Point]:
@@ -125,6 +142,8 @@ class GameService:
         idle_timeout: float = 600.0,
         reconnect_timeout: float = 60.0,
         drop_after_moves: int | None = None,
+        clock: Callable[[], float] | None = None,
+        grace_s: float = TIME_GRACE_S,
     ) -> None:
         self._store = store
         self.policy = policy
@@ -134,6 +153,9 @@ class GameService:
         self._reconnect_timeout = reconnect_timeout
         self._drop_after = drop_after_moves  # test hook: cut the connection once, mid-game
         self._dropped_once = False
+        self._clock = clock or trio.current_time
+        self._grace_s = grace_s  # the protocol's TIME_GRACE_S; smaller only in tests
+        self._links: dict[str, _Link] = {}  # game id -> its live stream
         self._node: Any = None
         self.sessions: dict[str, GameSession] = {}
         self._resumes: dict[str, int] = {}
@@ -148,6 +170,30 @@ class GameService:
     def _emit(self, event: str, **fields: Any) -> None:
         if self._on_event is not None:
             self._on_event(event, fields)
+
+    # -- for the UI and the CLI (trio side) ------------------------------------
+
+    def clocks(self, game_id: str) -> ClockView | None:
+        """Both players' remaining time now (None for an untimed or unknown game)."""
+        session = self.sessions.get(game_id)
+        return session.clocks(self._clock()) if session is not None else None
+
+    async def resign(self, game_id: str) -> None:
+        """Resign game `game_id` now, on either side's turn; `GameError` if not in play."""
+        session = self.sessions.get(game_id)
+        if session is None:
+            raise GameError(f"no game {game_id}")
+        try:
+            messages = session.resign(self._clock())
+        except GameStateError as err:
+            raise GameError(f"cannot resign game {game_id}: {err}") from None
+        self._emit("game_resigning", game_id=game_id, queued=not messages)
+        link = self._links.get(game_id)
+        if link is not None and messages:
+            try:
+                await link.send(messages)
+            except _DROPPED as err:  # the resumed stream resends the pending resignation
+                log.info("game %s: resignation not sent yet (%r)", game_id, err)
 
     # -- the challenger --------------------------------------------------------
 
@@ -211,7 +257,12 @@ class GameService:
             raise GameError(f"peer id {opponent} does not embed its public key")
         key = public.to_bytes()
         session = GameSession(
-            terms, self._node.peer_id, self._node.identity.signing_key, key, challenger=challenger
+            terms,
+            self._node.peer_id,
+            self._node.identity.signing_key,
+            key,
+            challenger=challenger,
+            grace_s=self._grace_s,
         )
         self.sessions[terms.game_id] = session
         return session
@@ -239,14 +290,14 @@ class GameService:
                 await stream.close()
                 self._emit("game_declined", game_id=terms.game_id, reason=reason)
                 return
-            outbox = session.accept()
+            outbox = session.accept(self._clock())
             self._emit("game_accepted", game_id=terms.game_id, opponent=peer)
         elif isinstance(first, GameSync):
             known = self.sessions.get(first.game_id)
             if known is None or known.opponent != peer:
                 raise GameProtocolError(f"no game {first.game_id} with {peer}")
             session = known
-            outbox = [*session.sync(), *session.receive(first)]
+            outbox = [*session.sync(), *session.receive(first, self._clock())]
             self._resumes[session.game_id] = self._resumes.get(session.game_id, 0) + 1
             self._emit("game_resumed", game_id=session.game_id, moves=len(session.record.moves))
         else:
@@ -265,16 +316,52 @@ class GameService:
         self, session: GameSession, framed: FramedStream, outbox: list[Message]
     ) -> None:
         """Play on one stream until the game ends; `_Dropped` if the stream dies first."""
+        link = _Link(framed)
+        self._links[session.game_id] = link
         try:
-            await _send_all(framed, outbox)
-            await _send_all(framed, await self._act(session))
-            while session.phase not in (GamePhase.FINISHED, GamePhase.DECLINED):
-                with trio.fail_after(self._idle_timeout):
-                    message = await framed.receive()
+            async with trio.open_nursery() as nursery:
+                await link.send(outbox)
+                # Frames are read by a task of their own: waiting on its channel can be
+                # cut short (a flag deadline) without cutting a frame in half.
+                inbox_send, inbox = trio.open_memory_channel[Message | None](0)
+                nursery.start_soon(_read_frames, framed, inbox_send)
+                nursery.start_soon(self._actor, session, link)
+                await self._reader(session, link, inbox)
+                nursery.cancel_scope.cancel()  # the frame reader and the actor run on
+        except BaseExceptionGroup as group:
+            raise _first_cause(group) from None
+        except (ProtocolError, trio.TooSlowError, *_DROPPED) as err:
+            raise _translated(err) from None
+        finally:
+            if self._links.get(session.game_id) is link:
+                del self._links[session.game_id]
+        if session.phase is GamePhase.FINISHED and session.game_id not in self.outcomes:
+            self._finish(session)
+
+    async def _reader(
+        self,
+        session: GameSession,
+        link: _Link,
+        inbox: trio.MemoryReceiveChannel[Message | None],
+    ) -> None:
+        while session.phase not in _FINAL:
+            flag_at = session.flag_deadline()
+            wait = self._idle_timeout
+            if flag_at is not None:
+                wait = min(wait, max(0.0, flag_at - self._clock()))
+            message: Message | None = None
+            with trio.move_on_after(wait):
+                message = await inbox.receive()
                 if message is None:
                     raise _Dropped("the opponent closed the stream")
+            now = self._clock()
+            if message is None:
+                if flag_at is None or wait >= self._idle_timeout:
+                    raise trio.TooSlowError  # nothing arrived within the idle timeout
+                await link.send(session.check_time(now))  # may still be a hair early
+            else:
                 before = len(session.rejected_incoming)
-                await _send_all(framed, session.receive(message))
+                await link.send(session.receive(message, now))
                 if len(session.rejected_incoming) > before:
                     self._emit(
                         "game_move_rejected",
@@ -282,31 +369,54 @@ class GameService:
                         reason=session.rejected_incoming[-1],
                     )
                 await self._maybe_drop(session)
-                await _send_all(framed, await self._act(session))
-        except trio.TooSlowError:
-            raise _Dropped("the opponent went silent") from None
-        except GameProtocolError:
-            raise
-        except ProtocolError as err:  # a frame cut off by the dying connection
-            raise _Dropped(str(err)) from None
-        except _DROPPED as err:
-            raise _Dropped(repr(err)) from None
-        if session.phase is GamePhase.FINISHED and session.game_id not in self.outcomes:
-            self._finish(session)
+            self._emit_clock(session)
+            link.changed()
+
+    async def _actor(self, session: GameSession, link: _Link) -> None:
+        """Let the policy act whenever the game's state allows it."""
+        while True:
+            seen = link.version
+            messages = await self._act(session)
+            if messages:
+                await link.send(messages)
+                self._emit_clock(session)
+                link.changed()
+            else:
+                await link.wait_changed(seen)
 
     async def _act(self, session: GameSession) -> list[Message]:
         policy = self.policy
         if policy is None:
             return []
         if session.my_turn:
-            move = await trio.to_thread.run_sync(policy.choose, session)
-            return session.play(move)
+            moves = len(session.record.moves)
+            move = await _abandonable(policy.choose, session)
+            if not session.my_turn or len(session.record.moves) != moves:
+                return []  # the game moved on while we thought (a resignation, a flag)
+            now = self._clock()
+            return session.check_time(now) or session.play(move, now)
         if session.phase is GamePhase.SCORING and (session.our_dead is None or session.disputed):
-            points = await trio.to_thread.run_sync(policy.dead_stones, session)
+            head = session.record.head
+            points = await _abandonable(policy.dead_stones, session)
+            if session.phase is not GamePhase.SCORING or session.record.head != head:
+                return []
             size = session.terms.size
             if session.our_dead != tuple(sorted(r * size + c for r, c in points)):
                 return session.propose_dead(points)
         return []
+
+    def _emit_clock(self, session: GameSession) -> None:
+        view = session.clocks(self._clock())
+        if view is None:
+            return
+        running = view.running.letter if view.running is not None else None
+        self._emit(
+            "game_clock",
+            game_id=session.game_id,
+            black_s=round(view.black_s, 3),
+            white_s=round(view.white_s, 3),
+            running=running,
+        )
 
     async def _maybe_drop(self, session: GameSession) -> None:
         if (
@@ -363,6 +473,82 @@ class GameService:
 async def _send_all(framed: FramedStream, messages: list[Message]) -> None:
     for message in messages:
         await framed.send(message)
+
+
+async def _abandonable(fn: Callable[[GameSession], _T], session: GameSession) -> _T:
+    """Run a policy call in a worker thread that a finished game may leave behind."""
+    # mypy 1.x rejects trio's keyword-only arguments after *args: Unpack[Ts].
+    return await trio.to_thread.run_sync(fn, session, abandon_on_cancel=True)  # type: ignore[call-arg]
+
+
+async def _read_frames(framed: FramedStream, inbox: trio.MemorySendChannel[Message | None]) -> None:
+    """Hand every frame to the reader; None once the opponent closed the stream."""
+    async with inbox:
+        while True:
+            message = await framed.receive()
+            await inbox.send(message)
+            if message is None:
+                return
+
+
+class _Link:
+    """One game's live stream: sends under one lock (the reader, the actor and
+    `resign` share it) and a change counter the actor waits on."""
+
+    def __init__(self, framed: FramedStream) -> None:
+        self.framed = framed
+        self._lock = trio.Lock()
+        self.version = 0
+        self._changed = trio.Event()
+
+    async def send(self, messages: list[Message]) -> None:
+        if messages:
+            async with self._lock:
+                await _send_all(self.framed, messages)
+
+    def changed(self) -> None:
+        self.version += 1
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_changed(self, seen: int) -> None:
+        while self.version == seen:
+            await self._changed.wait()
+
+
+def _is_dropped(err: BaseException) -> TypeGuard[Exception]:
+    """A failure of the stream itself (a frame cut off by a dying connection included)."""
+    if isinstance(err, GameProtocolError):
+        return False
+    return isinstance(err, (_Dropped, trio.TooSlowError, ProtocolError, *_DROPPED))
+
+
+def _translated(err: BaseException) -> BaseException:
+    """What `_drive` raises for one failure: the opponent's fault, or a dropped stream."""
+    if isinstance(err, GameProtocolError | _Dropped):
+        return err
+    if isinstance(err, trio.TooSlowError):
+        return _Dropped("the opponent went silent")
+    return _Dropped(repr(err)) if _is_dropped(err) else err
+
+
+def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The reader's and actor's failures come out of their nursery as a group."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        err = stack.pop()
+        if isinstance(err, BaseExceptionGroup):
+            stack.extend(err.exceptions)
+        else:
+            leaves.append(err)
+    for err in leaves:
+        if isinstance(err, GameProtocolError):
+            return err
+    for err in leaves:
+        if _is_dropped(err):
+            return _translated(err)
+    return group
 
 
 async def _reset(stream: INetStream | None) -> None:

@@ -200,7 +200,12 @@ class Node:
             listen_addrs=listen,
         )
         gossipsub = GossipSub(
-            protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
+            # 1.1 first: the dialer's first choice is what both sides speak on our
+            # stream. Under 1.2 py-libp2p 0.8.1 sends an IDONTWANT RPC to every mesh
+            # peer for every message, however small, before forwarding it; on ten
+            # peers that tripled the RPCs and took announce latency from ~40 ms to
+            # seconds (benchmarks/bench_net.py). 1.2 is still accepted from others.
+            protocols=[PROTOCOL_ID_V11, PROTOCOL_ID_V12, PROTOCOL_ID],
             degree=self.config.gossip_degree,
             degree_low=self.config.gossip_degree_low,
             degree_high=self.config.gossip_degree_high,
