@@ -43,3 +43,16 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) bench-out .pytest_cache .mypy_cache .ruff_cache
+
+# Flower's SecAgg+ for benchmarks/bench_secagg.py's side-by-side line, in its own venv:
+# installing flwr into $(VENV) would downgrade rich, packaging and pycryptodome.
+FLOWER_VENV := .venv-flower
+FLOWER_STAMP := $(FLOWER_VENV)/.installed
+.PHONY: bench-flower-venv
+bench-flower-venv: $(FLOWER_STAMP)
+
+$(FLOWER_STAMP):
+	test -x $(FLOWER_VENV)/bin/python || $(PYTHON) -m venv $(FLOWER_VENV)
+	$(FLOWER_VENV)/bin/python -m pip install -q --upgrade pip $(QUIET)
+	$(FLOWER_VENV)/bin/python -m pip install -q flwr==1.42.0 $(QUIET)
+	touch $(FLOWER_STAMP)

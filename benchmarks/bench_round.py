@@ -9,8 +9,8 @@ and total participant seconds (with the synthetic training's share), bytes per
 participant, completion and the secure-vs-plaintext error. Dropouts go silent after
 sharing keys, the costly case for the coordinator.
 
-It then tries to run Flower's SecAgg+ side by side; Flower is not installed in the
-project environment (see `flower_comparison`), so that line says why it was skipped.
+Flower's SecAgg+ runs side by side in `benchmarks.bench_secagg` (SecAgg+ against
+SecAgg+: Flower's code has no DP, selection or signed-update stages to compare these with).
 
     python -m benchmarks.bench_round                      # 1,000 x 100k and 100 x 1M
     python -m benchmarks.bench_round --peers 50 --params 10000
@@ -19,7 +19,6 @@ project environment (see `flower_comparison`), so that line says why it was skip
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -74,27 +73,6 @@ def bench_round(peers: int, params: int, dropout: float = 0.1) -> dict[str, obje
     }
 
 
-def flower_comparison() -> dict[str, object]:
-    """Flower's SecAgg+ side by side, when `flwr` is importable; otherwise why not."""
-    if importlib.util.find_spec("flwr") is None:
-        return {
-            "bench": "fl_round_vs_flower",
-            "skipped": True,
-            "reason": (
-                "flwr is not installed: `pip install flwr` (1.42) would add 27 packages "
-                "(fastapi, uvicorn, SQLAlchemy, alembic, grpcio-health-checking, ...) and "
-                "downgrade rich 15->14.3, packaging 26->25 and pycryptodome 4.4->3.24 in "
-                "the shared project environment. DESIGN.md records Flower's own numbers "
-                "for 1,000 x 100k: 335 s of compute, 0.82 MB uploaded per client."
-            ),
-        }
-    return {  # pragma: no cover - depends on an optional install
-        "bench": "fl_round_vs_flower",
-        "skipped": True,
-        "reason": "flwr is importable but its SecAgg+ driver is not wired into this benchmark",
-    }
-
-
 def main(argv: Sequence[str] = ()) -> None:
     """Run the requested size (all defaults without arguments) and print JSON lines."""
     parser = argparse.ArgumentParser(prog="bench_round")
@@ -108,7 +86,6 @@ def main(argv: Sequence[str] = ()) -> None:
         sizes = DEFAULT_SIZES
     for peers, params in sizes:
         print(json.dumps(bench_round(peers, params, args.dropout)), flush=True)
-    print(json.dumps(flower_comparison()), flush=True)
 
 
 if __name__ == "__main__":

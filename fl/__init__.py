@@ -24,6 +24,7 @@ from fl._dp import (
     compute_epsilon,
     effective_noise_multiplier,
     participant_noise_std,
+    rounds_within_budget,
 )
 from fl._errors import (
     BudgetExceeded,
@@ -133,6 +134,7 @@ from fl._secagg_types import (
 )
 from fl._selection import (
     SelectionPlan,
+    announced_rate,
     draw_seed,
     graph_seed,
     over_selection_target,
@@ -227,6 +229,7 @@ __all__ = [
     "UnmaskResponse",
     "Verdict",
     "add_gaussian_noise",
+    "announced_rate",
     "choose_quant",
     "clip_l2",
     "combine_shares",
@@ -258,6 +261,7 @@ __all__ = [
     "participant_noise_std",
     "poisson_sample",
     "quantize",
+    "rounds_within_budget",
     "run_secagg_round",
     "sampling_rate",
     "secagg_round_id",

@@ -115,6 +115,36 @@ def compute_epsilon(
     return float(acc.get_epsilon(delta))
 
 
+def rounds_within_budget(
+    event: PrivacyEvent,
+    epsilon_budget: float = DEFAULT_EPSILON,
+    delta: float = DEFAULT_DELTA,
+    max_rounds: int = 100_000,
+) -> int:
+    """How many rounds of `event` (its `rounds` ignored) fit in `epsilon_budget` at
+    `delta`: 0 if not even one, `max_rounds` if that many fit. Bisects on the accountant
+    (a few dozen epsilon computations): for tables and operators, not per message."""
+    if not math.isfinite(epsilon_budget) or epsilon_budget <= 0 or max_rounds < 1:
+        raise FlInputError("need a positive finite budget and max_rounds >= 1")
+
+    def fits(rounds: int) -> bool:
+        return compute_epsilon([replace(event, rounds=rounds)], delta) <= epsilon_budget
+
+    if not fits(1):
+        return 0
+    low, high = 1, 2
+    while high <= max_rounds and fits(high):
+        low, high = high, high * 2
+    if high > max_rounds:
+        if fits(max_rounds):
+            return max_rounds
+        high = max_rounds
+    while high - low > 1:  # fits(low) and not fits(high)
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    return low
+
+
 def participant_noise_std(noise_multiplier: float, clip: float, expected_honest: int) -> float:
     """Std of the noise one participant adds so that `expected_honest` of them sum to z*C."""
     if expected_honest < 1 or clip <= 0 or noise_multiplier < 0:

@@ -79,7 +79,13 @@ from fl._secagg_types import (
     ShareKeys,
     UnmaskResponse,
 )
-from fl._selection import draw_seed, graph_seed, select_peers, selection_commitment
+from fl._selection import (
+    announced_rate,
+    draw_seed,
+    graph_seed,
+    select_peers,
+    selection_commitment,
+)
 from fl._tensors import NamedTensors, flatten, unflatten
 
 _FRAME_HEADER_BYTES = 10
@@ -184,7 +190,8 @@ class Rejection:
 @dataclass(frozen=True, slots=True, eq=False)
 class RoundOutcome:
     """A finished round: the new model, its signed announcement, the server optimiser's
-    state (FedAdam) and the securely aggregated mean delta it applied."""
+    state (FedAdam), the securely aggregated mean delta it applied, and the survivors'
+    total example count (for the operator; not published in the update)."""
 
     weights: NamedTensors
     update: ModelUpdate
@@ -192,6 +199,7 @@ class RoundOutcome:
     mean_delta: NamedTensors
     survivors: tuple[PeerId, ...]
     dropped: tuple[PeerId, ...]
+    num_examples: int = 0
 
 
 class RoundCoordinator:
@@ -200,6 +208,13 @@ class RoundCoordinator:
     `version_of` names weights (default `tensors_version`); `seed` is the selection
     seed (32 random bytes by default; pass one only in tests); `limiter` bounds how
     often one peer may send (checked before any signature is verified).
+
+    `eligible`, when given, is how many peers the coordinator expects could say ready
+    (the sessions holding the current model): the announced sampling rate is then
+    `announced_rate(target, dropout, eligible, cap)` with `params.sampling_rate` as the
+    cap, so a big network gets a small q (cheap rounds) and a tiny one a high q. Without
+    it `params.sampling_rate` is announced as given. Either way the draw uses exactly
+    the announced rate, the one every peer accounts with.
     """
 
     def __init__(
@@ -217,6 +232,7 @@ class RoundCoordinator:
         seed: bytes | None = None,
         limiter: RateLimiter | None = None,
         max_ready: int = 100_000,
+        eligible: int | None = None,
     ) -> None:
         check_version("parent_version", parent_version, allow_empty=True)
         _, self._spec = flatten(model)  # validates the model
@@ -227,7 +243,13 @@ class RoundCoordinator:
         self._round_id = round_id
         self._strategy = strategy if strategy is not None else FedAvg()
         merged = {**params.hyperparam_dict(), **self._strategy.configure_fit(round_id)}
-        self._params = replace(params, hyperparams=tuple(sorted(merged.items())))
+        params = replace(params, hyperparams=tuple(sorted(merged.items())))
+        if eligible is not None:
+            rate = announced_rate(
+                params.target_participants, params.expected_dropout, eligible, params.sampling_rate
+            )
+            params = replace(params, sampling_rate=float(rate))
+        self._params = params
         self._timing = timing or RoundTiming()
         self._server_state = server_state
         self._parent = parent_version
@@ -507,7 +529,7 @@ class RoundCoordinator:
             ready,
             per_round=params.target_participants,
             expected_dropout=params.expected_dropout,
-            max_rate=params.sampling_rate,
+            rate=params.sampling_rate,
             draw_seed=seed,
         )
         n = len(plan.selected)
@@ -588,11 +610,12 @@ class RoundCoordinator:
             weights = self._strategy.step(self._model, mean_delta)
         hashes = tuple(self._accepted[i] for i in result.survivors)
         selected = self._selection.selected
+        # Published to every peer, so only what the round reveals anyway. How many peers
+        # were ready or selected (presence in the sample) and how many examples they hold
+        # (raw, un-noised data sizes) are outside the DP accounting: they stay with the
+        # coordinator (`ready_peers`, `selection`, `RoundOutcome.num_examples`).
         metrics = {
-            "ready": float(len(self._ready)),
-            "selected": float(len(selected)),
             "survivors": float(n),
-            "num_examples": float(sum(self._submissions[i].num_examples for i in result.survivors)),
             "rejections": float(len(self._rejections)),
             "sampling_rate": self._selection.rate,
             # einsum, not a BLAS dot: OpenBLAS threads crawl on a busy 2-core machine.
@@ -616,5 +639,6 @@ class RoundCoordinator:
             mean_delta,
             tuple(selected[i] for i in result.survivors),
             tuple(selected[i] for i in result.dropped),
+            sum(self._submissions[i].num_examples for i in result.survivors),
         )
         return [Send(None, update)]

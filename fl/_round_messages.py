@@ -100,9 +100,10 @@ class RoundParams:
     carries Gaussian noise of std z*C, added in shares by at least `min_participants`
     participants (each adds std z*C/sqrt(min_participants)); the round aborts before
     unmasking if fewer inputs survive. `sampling` says how peers are chosen and so which
-    privacy claim holds (`fl._selection`); `sampling_rate` q is the most that any ready
-    peer's inclusion probability may be. `target_participants` k and `expected_dropout`
-    size over-selection. `modulus_bits` is SecAgg's field, `quant_range` the coordinate
+    privacy claim holds (`fl._selection`); `sampling_rate` q is each ready peer's
+    inclusion probability, the rate every peer accounts with (the draw uses exactly q;
+    a Selection claiming more is evidence against the coordinator).
+    `target_participants` k and `expected_dropout` size over-selection. `modulus_bits` is SecAgg's field, `quant_range` the coordinate
     clamp of quantisation, `pow_difficulty` the leading zero bits a submission's proof
     of work needs. `hyperparams` go to local training (e.g. FedProx's proximal_mu).
     """

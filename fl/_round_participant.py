@@ -39,7 +39,7 @@ import math
 import os
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import get_args
 
 import blake3
@@ -285,6 +285,13 @@ class RoundParticipant:
         return self._ledger
 
     @property
+    def charged(self) -> PrivacyEvent | None:
+        """The event this round added to the ledger (None until it counts). A driver that
+        runs several rounds at once (several coordinators) merges this into its one
+        ledger (`ledger.record(charged)`) instead of keeping a round's whole copy."""
+        return self._planned if self._epsilon is not None else None
+
+    @property
     def epsilon(self) -> float | None:
         """Epsilon spent once this round's event is recorded (None if it was refused)."""
         return self._epsilon
@@ -411,10 +418,7 @@ class RoundParticipant:
         planned = start.params.privacy_event()
         after = self._epsilon_after(self._ledger, planned)
         if after > self._ledger.epsilon_budget:
-            raise _Diverted(
-                ParticipantStatus.REFUSED,
-                f"joining would spend epsilon {after:.3f} > budget {self._ledger.epsilon_budget}",
-            )
+            raise _Diverted(ParticipantStatus.REFUSED, self._refusal(planned, after))
         self._planned = planned
         if planned.sampling is Sampling.POISSON_SECRET:
             self._record(after)
@@ -422,6 +426,26 @@ class RoundParticipant:
         self._status = ParticipantStatus.READY
         ready = PeerReady(start.round_id, self._me, self._games, self._data_hash, self._nonce)
         return [self._send(ready)]
+
+    def _refusal(self, planned: PrivacyEvent, after: float) -> str:
+        """Why the budget refuses this round, in terms an operator can act on."""
+        ledger = self._ledger
+        one = self._epsilon_after(replace(ledger, events=()), planned)
+        if planned.amplified:
+            how = f"sampling rate q={planned.sampling_rate:.3g} (secret Poisson sampling)"
+        else:
+            how = "no sampling amplification (q=1)"
+        why = (
+            f"joining would spend epsilon {after:.3f} > budget {ledger.epsilon_budget:g}: "
+            f"one round at noise multiplier z={planned.noise_multiplier:g} with {how} "
+            f"costs epsilon {one:.3f} at delta {ledger.delta:g}"
+        )
+        if one > ledger.epsilon_budget:
+            return why + (
+                "; no round at these settings fits the budget (q is high when few peers "
+                "are in the network: rounds get cheaper as it grows, or with a larger z)"
+            )
+        return why + f"; epsilon {ledger.spent():.3f} is already spent on earlier rounds"
 
     def _record(self, epsilon: float) -> None:
         assert self._planned is not None
@@ -477,7 +501,7 @@ class RoundParticipant:
             [peer for peer, _ in selection.ready],
             per_round=start.params.target_participants,
             expected_dropout=start.params.expected_dropout,
-            max_rate=start.params.sampling_rate,
+            rate=start.params.sampling_rate,
             draw_seed=seed,
         )
         if (plan.selected, plan.rate, plan.target, graph_seed(seed)) != (

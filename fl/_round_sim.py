@@ -50,7 +50,6 @@ from fl._round_messages import (
 from fl._round_participant import ParticipantStatus, RoundParticipant, TrainFn
 from fl._round_update import tensors_version
 from fl._secagg_types import AdvertiseKeys, ConsistencySignature, ShareKeys, UnmaskResponse
-from fl._selection import over_selection_target
 from fl._tensors import NamedTensors, flatten
 
 DROP_STAGES = (
@@ -332,7 +331,6 @@ class Simulation:
     def run_round(self, round_id: int) -> RoundReport:
         """Run round `round_id` and fold its result into the simulation's state."""
         cfg = self.config
-        target = over_selection_target(cfg.per_round, cfg.dropout)
         min_participants = cfg.min_participants or max(2, (3 * cfg.per_round) // 4)
         _, spec = flatten(self.weights)
         noise_std = cfg.noise_multiplier * cfg.clip_norm / math.sqrt(min_participants)
@@ -340,7 +338,7 @@ class Simulation:
             clip_norm=cfg.clip_norm,
             noise_multiplier=cfg.noise_multiplier,
             sampling=cfg.sampling,
-            sampling_rate=min(1.0, target / cfg.peers),
+            sampling_rate=1.0,  # the cap; the coordinator derives q from `eligible`
             min_participants=min_participants,
             target_participants=cfg.per_round,
             expected_dropout=cfg.dropout,
@@ -360,6 +358,7 @@ class Simulation:
             server_state=self._server_state,
             parent_version=self._parent,
             seed=rng.bytes(32),
+            eligible=cfg.peers,
         )
         participants = {
             peer: RoundParticipant(

@@ -10,6 +10,7 @@ but neither read nor redirect them.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from collections.abc import Iterable
@@ -127,6 +128,13 @@ def _keys_message(round_id: bytes, sender: int, cipher_pk: bytes, mask_pk: bytes
 
 
 def _survivors_message(round_id: bytes, survivors: Iterable[int]) -> bytes:
+    return _survivors_digest(round_id, tuple(survivors))
+
+
+@functools.lru_cache(maxsize=4)
+def _survivors_digest(round_id: bytes, survivors: tuple[int, ...]) -> bytes:
+    # Cached: a participant checks dozens of signatures over the same (round, U3),
+    # and re-hashing a thousand-entry set for each one cost nearly as much as verifying.
     ordered = sorted(set(survivors))
     packed = struct.pack(f">{len(ordered)}I", *ordered)
     return b"p2pgo-secagg-survivors\x00" + kdf("survivors", round_id, packed)

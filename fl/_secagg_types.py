@@ -101,7 +101,12 @@ class SecAggConfig:
     `identities`: Ed25519 verify keys of the selected participants; participant i is index i.
     `vector_length`: field elements per input. `modulus_bits`: k, inputs live in Z_{2^k}.
     `threshold`: t, shares needed to recover a secret (must exceed degree/2 so a lying
-    coordinator cannot collect both kinds of share for anyone). `degree`: neighbour count.
+    coordinator cannot collect both kinds of share for anyone). It is fixed when peers
+    are selected and never lowered for the set that advertised keys (U1), as in Bonawitz
+    et al. and SecAgg+: parties with fewer than t live neighbours are left out, and the
+    round aborts when fewer than t remain. A t recomputed from U1 would let a coordinator
+    that pretends honest peers dropped shrink a victim's share holders to a few
+    colluders and lower the bar with them. `degree`: neighbour count.
     `graph_seed`: public randomness for the neighbour graph (32 bytes).
     """
 

@@ -1,11 +1,15 @@
-"""Participant selection: Poisson sampling among ready peers, with over-selection.
+"""Participant selection: Poisson sampling among ready peers at the announced rate.
 
 Each ready peer is included independently with probability `rate`, decided by BLAKE3 of
 a selection seed and the peer's key (so the draw is reproducible from the seed and
-independent of arrival order). Over-selection absorbs dropouts: to end with about `k`
-inputs when a fraction `d` is expected to drop, aim for `ceil(k / (1 - d))` selected
-peers, i.e. `rate = min(q, target / ready)`, never above the announced rate `q` that
-peers account with (a lower real rate only adds privacy).
+independent of arrival order). The rate is fixed *before* anyone says ready and
+announced in the RoundStart: `announced_rate` aims at `k` survivors among the peers the
+coordinator expects to be eligible (over-selecting by `ceil(k / (1 - d))` for an
+expected dropout `d`), capped by the operator's maximum. The draw then uses exactly that
+rate, whatever number of peers turns up: a rate recomputed from this round's ready count
+would make every peer's inclusion depend on whether others joined, which the
+amplification-by-sampling analysis (independent inclusion at a fixed q) does not cover.
+More ready peers than expected only means a larger round.
 
 Where the seed comes from decides what privacy claim holds, and the accountant event
 (`RoundParams.privacy_event`) says which, through `fl.Sampling`:
@@ -85,6 +89,23 @@ def sampling_rate(target: int, ready: int, max_rate: float) -> float:
     return min(max_rate, target / ready, 1.0)
 
 
+def announced_rate(
+    per_round: int, expected_dropout: float, eligible: int, max_rate: float
+) -> float:
+    """The rate q a RoundStart announces: `per_round` survivors among `eligible` peers.
+
+    `eligible` is how many peers the coordinator expects could say ready (e.g. the
+    sessions holding the current model); q is capped at `max_rate`, and is `max_rate`
+    when nobody is known yet. Small networks get a high q, which costs each peer more
+    epsilon per round: peers with a small budget then refuse, as they should.
+    """
+    if not 0 < max_rate <= 1:
+        raise FlInputError("max_rate must be in (0, 1]")
+    if eligible < 1:
+        return max_rate
+    return sampling_rate(over_selection_target(per_round, expected_dropout), eligible, max_rate)
+
+
 def poisson_sample(peers: Sequence[bytes], rate: float, draw_seed: bytes) -> tuple[bytes, ...]:
     """The peers (sorted) whose BLAKE3 draw falls below `rate`: each independently."""
     if not 0 <= rate <= 1:
@@ -101,7 +122,8 @@ def poisson_sample(peers: Sequence[bytes], rate: float, draw_seed: bytes) -> tup
 
 @dataclass(frozen=True, slots=True)
 class SelectionPlan:
-    """The outcome of one draw: who, at what rate, aiming at how many."""
+    """The outcome of one draw: who, at what rate, and the over-selected target the
+    announced rate was sized for."""
 
     selected: tuple[bytes, ...]
     rate: float
@@ -114,10 +136,10 @@ def select_peers(
     *,
     per_round: int,
     expected_dropout: float,
-    max_rate: float,
+    rate: float,
     draw_seed: bytes,
 ) -> SelectionPlan:
-    """Poisson-sample `ready` aiming at `per_round` survivors after `expected_dropout`."""
+    """Poisson-sample `ready` at exactly the announced `rate` (see the module docstring);
+    `per_round` and `expected_dropout` give the target recorded in the plan."""
     target = over_selection_target(per_round, expected_dropout)
-    rate = sampling_rate(target, len(ready), max_rate)
     return SelectionPlan(poisson_sample(ready, rate, draw_seed), rate, target, draw_seed)

@@ -18,6 +18,7 @@ from fl import (
     compute_epsilon,
     effective_noise_multiplier,
     participant_noise_std,
+    rounds_within_budget,
 )
 
 DELTA = 1e-5
@@ -50,6 +51,20 @@ def test_amplification_is_only_claimed_with_secret_sampling() -> None:
     assert _sampled(2.0).amplified
     with pytest.raises(FlInputError, match="amplification"):
         PrivacyEvent(2.0, Sampling.NONE, 0.1)
+
+
+def test_rounds_within_budget_is_the_last_round_that_fits() -> None:
+    # The default settings' arithmetic (docs/privacy.md): z=2, q=0.1 fits 16 rounds.
+    one = PrivacyEvent(2.0, Sampling.POISSON_SECRET, 0.1)
+    fit = rounds_within_budget(one, 1.0, DELTA)
+    assert fit == 16
+    assert compute_epsilon([PrivacyEvent(2.0, Sampling.POISSON_SECRET, 0.1, fit)]) <= 1.0
+    assert compute_epsilon([PrivacyEvent(2.0, Sampling.POISSON_SECRET, 0.1, fit + 1)]) > 1.0
+    assert rounds_within_budget(PrivacyEvent(1.0), 1.0, DELTA) == 0  # z=1, no sampling
+    cheap = PrivacyEvent(3.0, Sampling.POISSON_SECRET, 0.01)
+    assert rounds_within_budget(cheap, 1.0, DELTA, max_rounds=50) == 50
+    with pytest.raises(FlInputError):
+        rounds_within_budget(one, 0.0)
 
 
 def test_composition_adds_up() -> None:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from fl import (
     FlInputError,
     MerkleProof,
+    announced_rate,
     draw_seed,
     graph_seed,
     merkle_proof,
@@ -101,13 +102,29 @@ def test_poisson_sample_is_deterministic_order_free_and_near_the_rate() -> None:
     assert set(chosen) <= set(poisson_sample(peers, 0.2, seed))
 
 
-def test_select_peers_aims_at_the_over_selected_target() -> None:
+def test_announced_rate_aims_at_the_over_selected_target_with_a_cap() -> None:
+    assert announced_rate(90, 0.1, 2000, 1.0) == pytest.approx(0.05)  # 100 of 2000
+    assert announced_rate(8, 0.1, 300, 1.0) == pytest.approx(9 / 300)
+    assert announced_rate(8, 0.1, 10, 1.0) == pytest.approx(0.9)  # tiny network: high q
+    assert announced_rate(8, 0.1, 10, 0.2) == 0.2  # the operator's cap
+    assert announced_rate(8, 0.1, 5, 1.0) == 1.0
+    assert announced_rate(8, 0.1, 0, 0.3) == 0.3  # nobody known yet: the cap
+    with pytest.raises(FlInputError):
+        announced_rate(8, 0.1, 10, 0.0)
+
+
+def test_select_peers_draws_at_exactly_the_announced_rate() -> None:
     peers = [os.urandom(32) for _ in range(2000)]
-    plan = select_peers(
-        peers, per_round=90, expected_dropout=0.1, max_rate=1.0, draw_seed=b"x" * 32
-    )
-    assert plan.target == 100 and plan.rate == pytest.approx(0.05)
+    rate = announced_rate(90, 0.1, len(peers), 1.0)
+    plan = select_peers(peers, per_round=90, expected_dropout=0.1, rate=rate, draw_seed=b"x" * 32)
+    assert plan.target == 100 and plan.rate == rate
     assert 60 < len(plan.selected) < 140
+    # Twice the peers turned up: the rate does not shrink to hold the target (each peer's
+    # inclusion must not depend on who else is ready), the round just gets bigger.
+    more = peers + [os.urandom(32) for _ in range(2000)]
+    bigger = select_peers(more, per_round=90, expected_dropout=0.1, rate=rate, draw_seed=b"x" * 32)
+    assert bigger.rate == rate and set(plan.selected) <= set(bigger.selected)
+    assert 140 < len(bigger.selected) < 260
 
 
 def test_commit_reveal_seed_binds_coordinator_and_every_nonce() -> None:

@@ -230,11 +230,57 @@ def test_a_peer_over_its_budget_refuses_and_still_verifies() -> None:
     poor._ledger = PrivacyLedger(epsilon_budget=0.5)  # z=1 costs epsilon ~4.4 per round
     trace = drive_round(coord, parts)
     assert poor.status is ParticipantStatus.REFUSED and "budget" in poor.reason
-    assert poor.ledger.events == () and poor.epsilon is None
+    # The reason says what one round costs and why no round at these settings can fit.
+    assert "z=1 " in poor.reason and "q=1" in poor.reason and "no round" in poor.reason
+    assert poor.ledger.events == () and poor.epsilon is None and poor.charged is None
     assert trace.upload_bytes.get(poor_key, 0) == 0  # it never said it was ready
     assert poor_key not in coord.ready_peers
     assert poor.verdict is not None and poor.verdict.adopt
     assert coord.outcome is not None and len(coord.outcome.survivors) == 5
+
+
+def test_a_refusal_after_earlier_rounds_says_what_is_spent() -> None:
+    params = _params(sampling_rate=0.1, noise_multiplier=2.0, min_participants=2)
+    one = PrivacyEvent(2.0, Sampling.POISSON_SECRET, 0.1)
+    # 16 rounds fit in epsilon 1 at z=2, q=0.1; a 17th does not (see docs/privacy.md).
+    spent = PrivacyLedger(epsilon_budget=1.0).record(dataclasses.replace(one, rounds=16))
+    coord, parts = _round(n=4, params=params)
+    tired = parts[sorted(parts)[0]]
+    tired._ledger = spent
+    drive_round(coord, parts)
+    assert tired.status is ParticipantStatus.REFUSED
+    assert "q=0.1 (secret Poisson sampling)" in tired.reason
+    assert "already spent" in tired.reason and tired.ledger is spent
+
+
+def test_the_coordinator_announces_a_rate_derived_from_the_eligible_peers() -> None:
+    # 40 peers expected, 5 survivors wanted: q = 5/40. Ten turn up and say ready: each is
+    # charged the amplified event at the announced q, selected or not, and the draw uses
+    # exactly that q (it does not rise to reach the target among the ten).
+    params = _params(sampling_rate=0.5, target_participants=5, min_participants=2)
+    _, parts = _round(n=10, params=params)
+    eligible = RoundCoordinator(
+        round_id=3,
+        signing_key=CKEY,
+        model=MODEL,
+        params=params,
+        timing=RoundTiming(10.0, 20.0, 5.0),
+        seed=b"s" * 32,
+        eligible=40,
+    )
+    drive_round(eligible, parts)
+    start = eligible.round_start
+    assert start is not None and start.params.sampling_rate == pytest.approx(5 / 40)
+    sel = eligible.selection
+    assert sel is None or sel.rate == pytest.approx(5 / 40)
+    for party in parts.values():
+        (event,) = party.ledger.events
+        assert event.amplified and event.sampling_rate == pytest.approx(5 / 40)
+    # In a tiny network the announced rate is high (capped): the same round costs more.
+    tiny = RoundCoordinator(
+        round_id=3, signing_key=CKEY, model=MODEL, params=params, seed=b"s" * 32, eligible=4
+    )
+    assert tiny.params.sampling_rate == 0.5
 
 
 def test_privacy_events_follow_the_sampling_claim() -> None:
@@ -243,9 +289,10 @@ def test_privacy_events_follow_the_sampling_claim() -> None:
     coord, parts = _round(params=_params(sampling=Sampling.NONE))
     early = sorted(parts)[0]
     drive_round(coord, parts, dropouts={early: RoundStage.ADVERTISE_KEYS})
-    assert parts[early].ledger.events == ()
+    assert parts[early].ledger.events == () and parts[early].charged is None
     submitter = parts[sorted(parts)[1]]
     (event,) = submitter.ledger.events
+    assert submitter.charged == event
     assert event.sampling is Sampling.NONE and event.sampling_rate == 1.0
     # Secret Poisson sampling: the amplified event counts for every eligible peer.
     coord, parts = _round(n=10, params=_params(sampling_rate=0.5, min_participants=2))
@@ -255,6 +302,7 @@ def test_privacy_events_follow_the_sampling_claim() -> None:
     for party in parts.values():
         (event,) = party.ledger.events
         assert event.amplified and event.sampling_rate == 0.5
+        assert party.charged == event
     unselected = [p for pk, p in parts.items() if pk not in sel.selected]
     assert unselected and all(p.status is ParticipantStatus.IDLE for p in unselected)
     assert all(p.verdict is not None and p.verdict.adopt for p in unselected)

@@ -100,6 +100,63 @@ def test_sparse_graph_round_with_ten_percent_dropout() -> None:
     np.testing.assert_array_equal(result.total, expected)
 
 
+def test_sparse_round_with_dropouts_at_key_advertisement_and_later() -> None:
+    n = 40
+    config, keys = _round(n, 50, k=20)
+    assert config.degree == 12 and config.threshold == 7
+    xs = _inputs(n, 50, 14, seed=3)
+    dropouts = {i: Stage.ADVERTISE_KEYS for i in (1, 9, 20, 33)}
+    dropouts |= {i: Stage.MASKED_INPUT for i in (5, 26)}
+    result, _ = run_secagg_round(config, keys, lambda i: xs[i], dropouts)
+    assert set(result.dropped) == set(dropouts)
+    expected = modular_sum([xs[i] for i in range(n) if i not in dropouts], 20)
+    np.testing.assert_array_equal(result.total, expected)
+
+
+def test_threshold_stays_a_majority_of_every_holder_set_after_key_advertisement() -> None:
+    # t is fixed from the selection (degree // 2 + 1) and not lowered when peers fail to
+    # advertise keys: every owner's shares go to its live neighbours (U1 ∩ N(i)), at
+    # least t of them (else it is left out), and t stays above half of them, so the
+    # coordinator cannot collect t self-mask shares and t key shares of one owner from
+    # holders who each reveal only one kind. Lowering t to U1 would lose that margin.
+    config, keys = _round(40, 8, k=20)
+    coordinator = SecAggCoordinator(config)
+    parties = [SecAggParticipant(config, i, key) for i, key in enumerate(keys)]
+    silent = set(np.random.default_rng(4).choice(40, 8, replace=False).tolist())
+    for i, party in enumerate(parties):
+        message = party.advertise_keys()
+        if i not in silent:
+            coordinator.receive(message)
+    rosters = coordinator.close_advertise_keys()
+    assert rosters and not set(rosters) & silent
+    for i, roster in rosters.items():
+        holders = {keys.sender for keys in roster.keys}
+        assert holders <= set(config.neighbours(i)) - silent
+        assert config.threshold <= len(holders) < 2 * config.threshold
+        parties[i].share_keys(roster)  # each participant checks the same t itself
+
+
+def test_key_advertisement_dropouts_up_to_the_margin_complete_past_it_abort_cleanly() -> None:
+    n = 40
+    config, keys = _round(n, 16, k=20)
+    xs = _inputs(n, 16, 14, seed=5)
+    margin = config.degree - config.threshold  # 5 of 12 neighbours may be missing
+    # Participant 0 loses `margin` neighbours at key advertisement: everyone else is in.
+    victims = config.neighbours(0)[:margin]
+    dropouts = dict.fromkeys(victims, Stage.ADVERTISE_KEYS)
+    result, _ = run_secagg_round(config, keys, lambda i: xs[i], dropouts)
+    assert set(result.dropped) == set(victims)
+    np.testing.assert_array_equal(result.total, modular_sum([xs[i] for i in result.survivors], 20))
+    # One more and 0 has fewer than t live neighbours: nobody could recover its secrets,
+    # so it is left out, which starves its ring neighbours in turn (the graph is a ring
+    # and t a majority of each neighbourhood): the round aborts before anyone shares a
+    # key, saying so, rather than going on with secrets it could not recover.
+    victims = config.neighbours(0)[: margin + 1]
+    dropouts = dict.fromkeys(victims, Stage.ADVERTISE_KEYS)
+    with pytest.raises(SecAggAborted, match="can take part"):
+        run_secagg_round(config, keys, lambda i: xs[i], dropouts)
+
+
 @pytest.mark.parametrize("stage", [Stage.MASKED_INPUT, Stage.UNMASK], ids=lambda s: s.value)
 def test_below_threshold_unmasking_fails_clearly(stage: Stage) -> None:
     config, keys = _round(7, 8)
