@@ -169,7 +169,7 @@ class Search:
         deadline = None if limit is None else self._clock() + limit
         root = self._root_for(position)
         if not root.expanded:
-            self._evaluate_root(root)
+            self._evaluate_batch([root])
         self._add_root_noise(root)
         if budget <= 0:
             return self._result(root, policy_only=True)
@@ -283,20 +283,6 @@ class Search:
         while node is not None and node.parent is not None:
             node.vloss -= 1
             node = node.parent
-
-    def _evaluate_root(self, root: _Node) -> None:
-        """Expand a fresh root, with the evaluator's more careful root evaluation when it
-        has one (`NetworkEvaluator.evaluate_root` averages the 8 symmetries: the root's
-        priors decide policy-only play and steer the whole search)."""
-        evaluate_root = getattr(self.evaluator, "evaluate_root", None)
-        pos = _pos(root)
-        if evaluate_root is None or pos.is_game_over:
-            self._evaluate_batch([root])
-            return
-        policy, value = evaluate_root(pos)
-        self.nodes_evaluated += 1
-        self._expand(root, policy)
-        self._backup(root, float(value))
 
     def _evaluate_batch(self, leaves: list[_Node]) -> None:
         pending = [leaf for leaf in leaves if not _pos(leaf).is_game_over]

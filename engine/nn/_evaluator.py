@@ -5,9 +5,7 @@ batches. It skips the Predictor's legal-move masking on purpose: the search find
 the legal moves itself when it expands a node (and masks the priors there), and
 asking the rules for every legal point a second time costs more than the network on
 19x19. It can look at each batch in a random one of the 8 symmetries (as Leela Zero
-does), which averages out orientation bias over a search at no extra cost. A fresh
-search root is evaluated in all 8 symmetries at once and averaged (`evaluate_root`):
-its priors pick the move in policy-only play and steer every simulation.
+does), which averages out orientation bias over a search at no extra cost.
 
 :class:`SearchPlayer` is an :class:`engine.MovePlayer` (``choose(position) -> Move``)
 that searches with a visit and/or time budget per move and keeps its tree between
@@ -37,16 +35,10 @@ class NetworkEvaluator:
     """A :class:`Predictor`'s network as a search evaluator (see the module docstring)."""
 
     def __init__(
-        self,
-        predictor: Predictor,
-        *,
-        random_symmetry: bool = False,
-        root_symmetries: bool = True,
-        seed: int = 0,
+        self, predictor: Predictor, *, random_symmetry: bool = False, seed: int = 0
     ) -> None:
         self.predictor = predictor
         self.random_symmetry = random_symmetry
-        self.root_symmetries = root_symmetries
         self._rng = random.Random(seed)
         self.positions_evaluated = 0
 
@@ -63,18 +55,6 @@ class NetworkEvaluator:
         out = [results[i] for i in range(len(positions))]
         self.positions_evaluated += len(positions)
         return out
-
-    def evaluate_root(self, position: Position) -> tuple[np.ndarray, float]:
-        """A search root's policy and value: the average over the 8 symmetries when
-        ``root_symmetries`` is on (one batch of 8, about the cost of one leaf batch).
-
-        Measured on 67 held-out GnuGo games: top-1 44.7% with one symmetry, 45.6% with
-        the average; policy-only play takes the root's best prior, so it gains that."""
-        if not self.root_symmetries:
-            return self.evaluate([position])[0]
-        prediction = self.predictor.predict(position, range(8))
-        self.positions_evaluated += 1
-        return prediction.policy, prediction.value
 
     def _evaluate_same_size(
         self, positions: list[Position], size: int

@@ -48,29 +48,6 @@ def test_evaluator_gives_a_distribution_and_a_probability(restore_threads: None)
     assert evaluator.positions_evaluated == 3
 
 
-def test_policy_only_play_takes_the_best_move_of_the_symmetry_average(
-    restore_threads: None,
-) -> None:
-    predictor = Predictor(make_small_model(), threads=1)
-    for seed in range(4):
-        position = random_game(9, 12, seed)
-        averaged = predictor.predict(position, range(8))
-        player = SearchPlayer(predictor, visits=0, seed=seed)
-        move = player.choose(position)
-        assert move.point == averaged.best()
-        # The root's priors are the average, not the one random symmetry leaves get.
-        policy, value = player.evaluator.evaluate_root(position)
-        assert np.allclose(policy, averaged.policy, atol=1e-6)
-        assert value == pytest.approx(averaged.value)
-        single = [predictor.predict(position, [k]).policy for k in range(8)]
-        assert any(not np.allclose(policy, s, atol=1e-4) for s in single)
-        assert move.point is None or move.point in position.legal_points()
-    # Switched off, the root is one (random) symmetry like any leaf.
-    evaluator = NetworkEvaluator(predictor, root_symmetries=False)
-    policy, _ = evaluator.evaluate_root(Position(9))
-    assert np.allclose(policy, evaluator.evaluate([Position(9)])[0][0], atol=1e-6)
-
-
 def test_genmove_with_search_plays_legal_moves(player: SearchPlayer) -> None:
     engine = GtpEngine(size=7, player=player)
     assert "lz-analyze" in engine.handle("list_commands")
