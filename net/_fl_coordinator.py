@@ -20,6 +20,9 @@ another, each driven by an `fl.RoundCoordinator` (pure state machine) and this l
 * when the round is DONE the new model is put in the node's blob store *before* the
   signed ModelUpdate goes out, so every peer can fetch and verify it at once.
 
+Pacing: `interval_s` between rounds (and `first_round_delay_s` before the first);
+`request_round` (a peer's app asked to join now) cuts that wait short.
+
 Time is `AnchoredClock` (trio's clock on the wall-clock scale). Peer failures are
 normal: a malformed or oversize frame, a round message that does not decode, or a peer
 that does not keep up with its outbox ends that session (counted in `stats`); the
@@ -32,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,6 +108,17 @@ class _InboundBlob:
     data: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class LiveRound:
+    """The round in progress, for a screen: id, stage, ready and selected peer counts."""
+
+    round_id: int
+    stage: str
+    ready: int
+    selected: int
+    seconds: float  # since it started
+
+
 class _Session:
     """One participant's stream: frames out through a bounded outbox."""
 
@@ -140,6 +155,7 @@ class FlCoordinatorService:
     `weights` (in `codec`'s format) is the model of the first round, `parent_version` the
     version it came from ("" for none), `first_round` its round id. With `state_dir`
     the model and round counter are saved after every round (see `load_coordinator_state`).
+    `first_round_delay_s` paces the first round like `interval_s` paces the others.
     """
 
     def __init__(
@@ -154,6 +170,7 @@ class FlCoordinatorService:
         on_event: EventSink | None = None,
         outbox: int = 64,
         hello_timeout: float = 30.0,
+        first_round_delay_s: float = 0.0,
     ) -> None:
         flatten(weights)  # validates the model before anything starts
         self._codec = codec
@@ -177,6 +194,9 @@ class FlCoordinatorService:
         self.rounds_ended = 0
         self.stats = CoordinatorStats()
         self._round_done = trio.Event()
+        self._first_delay = first_round_delay_s
+        self._round_requested = trio.Event()
+        self.next_round_at: float | None = None  # wall-clock time of the next paced start
 
     # -- views -------------------------------------------------------------------------
 
@@ -193,6 +213,25 @@ class FlCoordinatorService:
     def sessions(self) -> tuple[str, ...]:
         """Peer ids with an open session."""
         return tuple(sorted(s.peer_id for s in self._sessions.values()))
+
+    def live_round(self) -> LiveRound | None:
+        """The round in progress (None between rounds); call on the trio thread."""
+        state = self._round
+        start = state.coordinator.round_start if state is not None else None
+        if state is None or start is None:
+            return None
+        selection = state.coordinator.selection
+        return LiveRound(
+            start.round_id,
+            state.coordinator.stage.value,
+            len(state.coordinator.ready_peers),
+            len(selection.selected) if selection is not None else 0,
+            trio.current_time() - state.started,
+        )
+
+    def request_round(self) -> None:
+        """Start the next round without waiting out the pacing (call on the trio thread)."""
+        self._round_requested.set()
 
     async def wait_round(self, count: int) -> None:
         """Return once `count` rounds have ended (tests, the TUI)."""
@@ -220,8 +259,13 @@ class FlCoordinatorService:
             )
             done = 0
             while self.settings.rounds == 0 or done < self.settings.rounds:
-                if done:
-                    await trio.sleep(self.settings.interval_s)  # the operator's pacing
+                pause = self.settings.interval_s if done else self._first_delay
+                if pause > 0 and not self._round_requested.is_set():
+                    self.next_round_at = time.time() + pause
+                    with trio.move_on_after(pause):  # the operator's pacing
+                        await self._round_requested.wait()
+                self.next_round_at = None
+                self._round_requested = trio.Event()
                 await self._run_round(self._next_round)
                 self._next_round += 1
                 done += 1
@@ -339,6 +383,10 @@ class FlCoordinatorService:
             strategy=settings.strategy(),
             parent_version=self._parent,
             version_of=self._codec.version,
+            # q is fixed from the connected peers before anyone says ready
+            # (fl._selection); counting only those already on the newest model would
+            # count nobody right after a round, before they adopt it.
+            eligible=len(self._sessions),
         )
         now = trio.current_time()
         state = _RoundState(coordinator, stage_started=now, started=now)

@@ -26,19 +26,23 @@ an event, before anything else happens, so a crash cannot forget spent budget; t
 adopted model is saved as its blob, so its file's BLAKE3 is its version. Both live in
 `state_dir` (``<data dir>/fl`` for `p2pgo-peer`). Gossip: round announcements from a
 trusted coordinator are acked and wake a session that is waiting to reconnect.
+
+Opting in. A headless peer joins every round (`auto_join`). A person's app does not:
+with ``auto_join=False`` the peer follows the model but takes part only in the next
+round after `join_next(max_epsilon)`, and only if that round leaves its total epsilon
+at most `max_epsilon` (what the person confirmed; the ledger's budget holds as
+always); `leave` withdraws a pending join or drops out of the round in progress.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import blake3
 import cbor2
 import trio
 
@@ -61,6 +65,16 @@ from fl import (
     encode_round_message,
 )
 from net._errors import BlobError, ConfigError
+from net._fl_local import (
+    LEDGER_FILE,
+    GoTrainer,
+    LocalTrainer,
+    ParticipantStats,
+    ParticipantView,
+    epsilon_after,
+    load_ledger,
+    saved_model,
+)
 from net._fl_protocol import (
     FL_PROTOCOL,
     GONE,
@@ -83,91 +97,18 @@ from net._fl_protocol import (
     encode_frame,
     fetch_blob_bytes,
     key_of_peer,
-    load_model,
 )
 from net._fl_records import MODEL_FILE
 from net._node import ANNOUNCE_TOPIC, Node, Received
 from net._wire import RoundAnnouncement
 
+__all__ = ["FlParticipantService", "GoTrainer", "LocalTrainer", "ParticipantStats"]
+
 log = logging.getLogger(__name__)
-LEDGER_FILE = "ledger.cbor"
-
-
-class LocalTrainer(Protocol):
-    """A peer's local data and training (`GoTrainer` for the Go network)."""
-
-    def data_summary(self) -> tuple[int, bytes]:
-        """(games held, BLAKE3 over them) for PeerReady; called in the trio thread."""
-        ...
-
-    def train(
-        self, weights: NamedTensors, hyperparams: Mapping[str, float]
-    ) -> tuple[NamedTensors, int, Mapping[str, float]]:
-        """(delta, examples, metrics) from the round's weights; runs in a worker thread."""
-        ...
-
-
-class GoTrainer:
-    """Trains the Go network on the peer's own finished games with
-    `engine.nn.train_local` (the architecture comes from `codec`, learnt from the
-    coordinator's model). `config` is an `engine.nn.TrainConfig` (CPU, 1 epoch by
-    default); the round's FedProx coefficient overrides its ``prox_mu``.
-
-    The game store is read in `data_summary` (trio thread, where the game service
-    writes it too) and the records it found are what `train` uses.
-    """
-
-    def __init__(self, store: Any, codec: Any, config: Any = None) -> None:
-        self._store = store  # engine.GameStore
-        self._codec = codec  # net.GoModelCodec
-        self._config = config
-        self._records: list[Any] = []
-        self._rounds = 0
-
-    def data_summary(self) -> tuple[int, bytes]:
-        from engine.nn import records_from_store
-
-        self._records = records_from_store(self._store)
-        hasher = blake3.blake3()
-        for record_id in sorted(r.record_id for r in self._records):
-            hasher.update(bytes.fromhex(record_id))
-        return len(self._records), hasher.digest()
-
-    def train(
-        self, weights: NamedTensors, hyperparams: Mapping[str, float]
-    ) -> tuple[NamedTensors, int, Mapping[str, float]]:
-        from engine.nn import TrainConfig, train_local
-
-        if self._codec.config is None:
-            raise ModelError("the model architecture is not known yet")
-        base = self._config if self._config is not None else TrainConfig(device="cpu")
-        self._rounds += 1
-        config = replace(
-            base,
-            prox_mu=float(hyperparams.get("proximal_mu", base.prox_mu)),
-            seed=base.seed + self._rounds,  # another batch order each round
-        )
-        result = train_local((self._codec.config, weights), self._records, config)
-        metrics = {k: float(v) for k, v in result.metrics.to_dict().items()}
-        return result.delta, result.num_examples, metrics
 
 
 class _TrainingFailed(Exception):
     """Local training raised; the peer goes silent for the round (a cheap dropout)."""
-
-
-@dataclass
-class ParticipantStats:
-    sessions_opened: int = 0
-    sessions_lost: int = 0
-    bad_frames: int = 0
-    ignored_messages: int = 0
-    rounds_joined: int = 0
-    models_adopted: int = 0
-    models_synced: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    model_bytes: int = 0  # model blobs fetched
 
 
 @dataclass
@@ -182,6 +123,8 @@ class _Coordinator:
     participant: RoundParticipant | None = None
     round_id: int = -1
     last_start: RoundStart | None = None
+    last_status: str = ""
+    last_reason: str = ""
     adopt_tried: bool = False
     masked: list[bytes] = field(default_factory=list)
 
@@ -193,6 +136,7 @@ class FlParticipantService:
     budget and delta come from `epsilon_budget`/`delta` (a saved ledger keeps its
     events). `freeze_round` is a test hook: in that round the peer stops answering
     right after submitting its masked input (so a test can kill it at a known point).
+    With ``auto_join=False`` it takes part only after `join_next` (module docstring).
     """
 
     def __init__(
@@ -209,6 +153,7 @@ class FlParticipantService:
         freeze_round: int | None = None,
         tick_s: float = 0.5,
         max_model_bytes: int = MAX_MODEL_BLOB,
+        auto_join: bool = True,
     ) -> None:
         if not coordinators:
             raise ConfigError("joining rounds needs at least one coordinator peer id")
@@ -224,32 +169,23 @@ class FlParticipantService:
         self._freeze_round = freeze_round
         self._tick_s = tick_s
         self._max_model = max_model_bytes
-        self._ledger = _load_ledger(state_dir / LEDGER_FILE, epsilon_budget, delta)
+        self._auto_join = auto_join
+        self._budget_lock = trio.Lock()
+        self._join_cap: float | None = None  # the confirmed epsilon of a pending join
+        self._latest: _Coordinator | None = None  # whose RoundStart came last
+        self._ledger = load_ledger(state_dir / LEDGER_FILE, epsilon_budget, delta)
         self._epsilon: float | None = None
         self._weights: NamedTensors | None = None
         self._version = ""
-        self._load_model()
-        self._epsilon_after = functools.lru_cache(maxsize=64)(_epsilon_after)
+        saved = saved_model(state_dir / MODEL_FILE, codec)
+        if saved is not None:
+            self._codec, self._weights, self._version = saved
+        self._epsilon_after = functools.lru_cache(maxsize=64)(epsilon_after)
         self._node: Node | None = None
         self._clock: AnchoredClock | None = None
         self._by_key: dict[bytes, _Coordinator] = {}
         self.stats = ParticipantStats()
         self._model_changed = trio.Event()
-
-    def _load_model(self) -> None:
-        path = self._state_dir / MODEL_FILE
-        if not path.exists():
-            return
-        data = path.read_bytes()
-        try:
-            if self._codec is None:
-                self._codec, weights = load_model(data)
-            else:
-                weights = self._codec.decode(data)
-        except ModelError as err:
-            log.warning("ignoring the saved model %s: %s", path, err)
-            return
-        self._weights, self._version = weights, blob_version(data)
 
     # -- views -------------------------------------------------------------------------
 
@@ -265,6 +201,64 @@ class FlParticipantService:
     @property
     def ledger(self) -> PrivacyLedger:
         return self._ledger
+
+    @property
+    def joining(self) -> bool:
+        """True while the peer will take part in the next round it can."""
+        return self._auto_join or self._join_cap is not None
+
+    def view(self) -> ParticipantView:
+        """Where the peer stands now (call on the trio thread)."""
+        latest = self._latest
+        participant = latest.participant if latest is not None else None
+        if participant is not None:
+            status, reason = participant.status.value, participant.reason
+        else:
+            status = latest.last_status if latest is not None else ""
+            reason = latest.last_reason if latest is not None else ""
+        start = latest.last_start if latest is not None else None
+        return ParticipantView(
+            round_id=latest.round_id if latest is not None else -1,
+            status=status,
+            reason=reason,
+            active=participant is not None,
+            joining=self.joining,
+            auto_join=self._auto_join,
+            model_version=self._version,
+            epsilon_spent=self._epsilon,
+            epsilon_budget=self._ledger.epsilon_budget,
+            delta=self._ledger.delta,
+            last_seen_round=start.round_id if start is not None else -1,
+        )
+
+    def planned_event(self) -> PrivacyEvent | None:
+        """What one more round costs, from the newest RoundStart seen (None before one)."""
+        latest = self._latest
+        start = latest.last_start if latest is not None else None
+        return None if start is None else start.params.privacy_event()
+
+    def epsilon_after(self, event: PrivacyEvent) -> float:
+        """Total epsilon after `event` from the ledger (CPU work: call in a worker thread)."""
+        return float(self._epsilon_after(self._ledger, event))
+
+    def join_next(self, max_epsilon: float) -> None:
+        """Take part in the next round whose cost keeps the total at most `max_epsilon`."""
+        if not max_epsilon > 0:
+            raise ConfigError("max_epsilon must be positive")
+        self._join_cap = max_epsilon
+        self._emit("fl_join", max_epsilon=max_epsilon)
+
+    def leave(self) -> None:
+        """Withdraw a pending join and drop out of the round in progress (if any).
+
+        Spent budget stays spent; a round left mid-way absorbs us as a dropout.
+        """
+        self._join_cap = None
+        for coordinator in self._by_key.values():
+            participant = coordinator.participant
+            if participant is not None:
+                self._finish(coordinator, participant, note="left", status="left")
+        self._emit("fl_leave")
 
     async def wait_model(self, version: str) -> None:
         """Return once the peer holds model `version` (tests, the TUI)."""
@@ -406,14 +400,21 @@ class FlParticipantService:
             log.info("undecodable round message from %s: %s", coordinator.peer_id, err)
             return
         if isinstance(message, RoundStart):
-            self._on_start(coordinator, message)
+            # One budget decision at a time: with several coordinators, two RoundStarts
+            # checked against the same ledger could each fit and together overspend.
+            async with self._budget_lock:
+                await self._on_start(coordinator, message)
+                participant = coordinator.participant
+                if participant is not None and message.round_id == coordinator.round_id:
+                    await self._drive(coordinator, participant, message)
+                    return
         participant = coordinator.participant
         if participant is None or message.round_id != coordinator.round_id:
             self.stats.ignored_messages += 1
             return
         await self._drive(coordinator, participant, message)
 
-    def _on_start(self, coordinator: _Coordinator, start: RoundStart) -> None:
+    async def _on_start(self, coordinator: _Coordinator, start: RoundStart) -> None:
         if start == coordinator.last_start:
             return  # the same RoundStart again (sent on hello and broadcast)
         # The stream is ordered, so any other RoundStart is the coordinator's newest
@@ -422,13 +423,32 @@ class FlParticipantService:
         if old is not None:
             self._finish(coordinator, old, note="abandoned for a newer round")
         coordinator.last_start = start
+        self._latest = coordinator
         node = self._node
         assert node is not None
+        if not self.joining:
+            coordinator.round_id, coordinator.last_status = start.round_id, ""
+            coordinator.last_reason = "not joining"
+            self._emit("fl_round", round_id=start.round_id, status="skipped", reason="not joining")
+            return
         games, data_hash = self._trainer.data_summary()
         if self._weights is None or self._codec is None or games < self._min_games:
             why = "no model yet" if self._weights is None else f"{games} games stored"
             self._emit("fl_round", round_id=start.round_id, status="skipped", reason=why)
             return
+        cap = self._join_cap
+        if not self._auto_join and cap is not None:
+            self._join_cap = None  # a join is for one round
+            planned = start.params.privacy_event()
+            after = await trio.to_thread.run_sync(self._epsilon_after, self._ledger, planned)
+            if after > cap + 1e-9:
+                why = (
+                    f"the round would spend epsilon {after:.3f}, more than the {cap:.3f} confirmed"
+                )
+                coordinator.round_id, coordinator.last_status = start.round_id, "refused"
+                coordinator.last_reason = why
+                self._emit("fl_round", round_id=start.round_id, status="refused", reason=why)
+                return
         coordinator.participant = RoundParticipant(
             signing_key=node.identity.signing_key,
             coordinator_key=coordinator.key,
@@ -465,19 +485,26 @@ class FlParticipantService:
         status, ledger = participant.status, participant.ledger
         try:
             sends = await trio.to_thread.run_sync(participant.receive, message, clock.now())
-        except _TrainingFailed as err:
-            coordinator.participant = None
-            self._emit("fl_round", round_id=round_id, status="failed", reason=str(err))
-            return
         except Exception as err:  # a coordinator's message must not take the peer down
-            log.exception("round %d: the participant failed on %s", round_id, message.kind)
-            coordinator.participant = None
-            self._emit("fl_round", round_id=round_id, status="failed", reason=repr(err))
+            if not isinstance(err, _TrainingFailed):
+                log.exception("round %d: the participant failed on %s", round_id, message.kind)
+            reason = str(err) if isinstance(err, _TrainingFailed) else repr(err)
+            if coordinator.participant is participant:
+                coordinator.participant = None
+                coordinator.last_status, coordinator.last_reason = "failed", reason
+            self._emit("fl_round", round_id=round_id, status="failed", reason=reason)
             return
-        if participant.ledger is not ledger:  # saved before anything leaves this peer
-            self._ledger, self._epsilon = participant.ledger, participant.epsilon
+        charged = participant.charged
+        if participant.ledger is not ledger and charged is not None:
+            # Saved before anything leaves this peer. The round began from a copy of the
+            # ledger; merge its one event into ours (another coordinator's round may
+            # have charged ours since) rather than taking the copy.
+            self._ledger = self._ledger.record(charged)
+            self._epsilon = await trio.to_thread.run_sync(self._ledger.spent)
             data = cbor2.dumps(self._ledger.to_dict(), canonical=True)
             atomic_write(self._state_dir / LEDGER_FILE, data)
+        if coordinator.participant is not participant:
+            return  # left (or replaced by a newer round) while it ran: send nothing
         store = node.blob_store
         for send in sends:
             if isinstance(send.message, Blob):
@@ -568,7 +595,11 @@ class FlParticipantService:
                 )
 
     def _finish(
-        self, coordinator: _Coordinator, participant: RoundParticipant, note: str = ""
+        self,
+        coordinator: _Coordinator,
+        participant: RoundParticipant,
+        note: str = "",
+        status: str = "",
     ) -> None:
         node = self._node
         if node is not None and isinstance(node.blob_store, EphemeralBlobStore):
@@ -577,35 +608,19 @@ class FlParticipantService:
         coordinator.masked.clear()
         coordinator.participant = None
         verdict = participant.verdict
+        coordinator.last_status = status or participant.status.value
+        coordinator.last_reason = note or participant.reason
         self._emit(
             "fl_round",
             round_id=coordinator.round_id,
-            status=participant.status.value,
-            reason=note or participant.reason,
+            status=coordinator.last_status,
+            reason=coordinator.last_reason,
+            train_metrics=dict(participant.train_metrics),
             selected=participant.selected,
             epsilon=self._epsilon,
             adopted=bool(verdict and verdict.adopt and verdict.new_version == self._version),
             model_version=self._version,
         )
-
-
-def _epsilon_after(ledger: PrivacyLedger, event: PrivacyEvent) -> float:
-    return ledger.epsilon_after(event)
-
-
-def _load_ledger(path: Path, budget: float, delta: float) -> PrivacyLedger:
-    """The saved ledger with this run's budget and delta (a fresh one if none)."""
-    if not (math.isfinite(budget) and budget > 0 and 0 < delta < 1):
-        raise ConfigError("need a positive epsilon budget and 0 < delta < 1")
-    if not path.exists():
-        return PrivacyLedger(epsilon_budget=budget, delta=delta)
-    try:
-        saved = PrivacyLedger.from_dict(cbor2.loads(path.read_bytes()))
-    except Exception as err:  # cbor2 and the ledger raise several types; all mean unusable
-        raise ConfigError(
-            f"privacy ledger {path} is unreadable ({err}); refusing to guess what was spent"
-        ) from None
-    return replace(saved, epsilon_budget=budget, delta=delta)
 
 
 async def _reset(stream: Any) -> None:

@@ -8,6 +8,12 @@ counters are advanced by the difference since the last sample. A scrape therefor
 lags the truth by at most one interval. Handler latencies are observed directly (the
 node calls `observe_handler` on the trio thread; `Histogram.observe` is thread-safe).
 
+A relay that coordinates federated rounds passes its `FlCoordinatorService` as
+`rounds`: rounds by outcome, the open sessions, the last round's id, participants and
+duration, and the last `ROUND_HISTORY` rounds as one labelled sample each
+(``p2pgo_round_history_*{round_id, outcome, model_version}``: a bounded set of series,
+replaced as rounds end, so an operator who opens the console late still sees them).
+
 The server binds 127.0.0.1 unless told otherwise: metrics name peers' activity and
 are for the operator, not the internet. Each `RelayMetrics` has its own registry (no
 process globals), so tests can run several.
@@ -19,7 +25,7 @@ import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
@@ -28,7 +34,12 @@ from prometheus_client import Counter as PromCounter
 from net._directory import DirectoryService
 from net._relay import RelayService
 
+if TYPE_CHECKING:
+    from net._fl_coordinator import FlCoordinatorService
+
 log = logging.getLogger(__name__)
+ROUND_HISTORY = 10
+_ROUND_LABELS = ("round_id", "outcome", "model_version")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -53,11 +64,14 @@ class RelayMetrics:
         relay: RelayService,
         directory: DirectoryService | None = None,
         *,
+        rounds: FlCoordinatorService | None = None,
         interval: float = 0.5,
     ) -> None:
         self._node = node
         self._relay = relay
         self._directory = directory
+        self._rounds = rounds
+        self._rounds_seen = 0
         self._interval = interval
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -97,9 +111,66 @@ class RelayMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        if rounds is not None:
+            self._round_metrics(r)
         self._messages: Counter[str] = Counter()
         self._seen: dict[str, int] = {}  # last sampled value of each event counter
         node.handler_observer = self.observe_handler
+
+    def _round_metrics(self, r: CollectorRegistry) -> None:
+        self.rounds_total = PromCounter(
+            "p2pgo_rounds", "Federated rounds ended, by outcome", ["outcome"], registry=r
+        )
+        self.round_sessions = Gauge(
+            "p2pgo_round_sessions", "Open /p2pgo/fl/1 participant sessions", registry=r
+        )
+        self.round_last_id = Gauge("p2pgo_round_last_id", "The last ended round's id", registry=r)
+        self.round_last_participants = Gauge(
+            "p2pgo_round_last_participants",
+            "Participants whose input the last round aggregated",
+            registry=r,
+        )
+        self.round_last_seconds = Gauge(
+            "p2pgo_round_last_duration_seconds", "How long the last round took", registry=r
+        )
+        self.round_history_participants = Gauge(
+            "p2pgo_round_history_participants",
+            f"Aggregated participants of each of the last {ROUND_HISTORY} rounds",
+            list(_ROUND_LABELS),
+            registry=r,
+        )
+        self.round_history_seconds = Gauge(
+            "p2pgo_round_history_duration_seconds",
+            f"Duration of each of the last {ROUND_HISTORY} rounds",
+            list(_ROUND_LABELS),
+            registry=r,
+        )
+        for outcome in ("completed", "aborted"):
+            self.rounds_total.labels(outcome=outcome)  # both series exist from the start
+
+    def _sample_rounds(self, rounds: FlCoordinatorService) -> None:
+        self.round_sessions.set(len(rounds.sessions))
+        new = rounds.rounds_ended - self._rounds_seen
+        if new <= 0:
+            return
+        self._rounds_seen = rounds.rounds_ended
+        reports = list(rounds.reports)
+        for report in reports[-new:]:
+            self.rounds_total.labels(outcome="completed" if report.completed else "aborted").inc()
+        last = reports[-1]
+        self.round_last_id.set(last.round_id)
+        self.round_last_participants.set(len(last.survivors))
+        self.round_last_seconds.set(last.seconds)
+        self.round_history_participants.clear()
+        self.round_history_seconds.clear()
+        for report in reports[-ROUND_HISTORY:]:
+            labels = {
+                "round_id": str(report.round_id),
+                "outcome": "completed" if report.completed else "aborted",
+                "model_version": report.model_version or report.parent_version,
+            }
+            self.round_history_participants.labels(**labels).set(len(report.survivors))
+            self.round_history_seconds.labels(**labels).set(report.seconds)
 
     def observe_handler(self, name: str, seconds: float, failed: bool) -> None:
         self.handler_seconds.labels(handler=name).observe(seconds)
@@ -137,6 +208,8 @@ class RelayMetrics:
                 refused[f"directory_{reason}"] += n
         for reason, n in refused.items():
             self._advance(f"rej:{reason}", self.rejections.labels(reason=reason), n)
+        if self._rounds is not None:
+            self._sample_rounds(self._rounds)
 
     async def run(
         self,

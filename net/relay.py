@@ -16,6 +16,10 @@ With ``--coordinate-rounds`` it also coordinates federated rounds
 ``/p2pgo/fl/1`` sessions to it; it starts from ``--model-file`` (an engine weight file)
 or, when ``<data dir>/fl`` holds a saved state, resumes from that, and prints
 ``fl_round_started`` / ``fl_round_done`` (with per-stage timings) for every round.
+Privacy defaults (docs/privacy.md): noise multiplier 2 and secret Poisson sampling at a
+rate derived from the peers in step with the model, so a network of a few hundred
+peers fits a few hundred rounds in a peer's default budget (epsilon 1); in a tiny
+network q is high and peers refuse, saying why.
 """
 
 from __future__ import annotations
@@ -79,11 +83,21 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--train-timeout", type=float, default=120.0, help="seconds to train")
     f.add_argument("--stage-timeout", type=float, default=15.0, help="seconds per SecAgg stage")
     f.add_argument("--clip-norm", type=float, default=1.0)
-    f.add_argument("--noise-multiplier", type=float, default=1.0)
+    f.add_argument(
+        "--noise-multiplier",
+        type=float,
+        default=2.0,
+        help="DP noise z (2: ~250 rounds in epsilon 1 at ~300 ready peers; docs/privacy.md)",
+    )
     f.add_argument(
         "--sampling", choices=[s.value for s in Sampling], default=Sampling.POISSON_SECRET.value
     )
-    f.add_argument("--sampling-rate", type=float, default=1.0, help="announced q")
+    f.add_argument(
+        "--sampling-rate",
+        type=float,
+        default=1.0,
+        help="cap on q: each round announces q = min(cap, ceil(K/(1-dropout)) / peers in step)",
+    )
     f.add_argument("--expected-dropout", type=float, default=0.1)
     f.add_argument("--pow-difficulty", type=int, default=8)
     f.add_argument("--server-lr", type=float, default=1.0)
@@ -181,7 +195,7 @@ async def _run(
         )
     )
     node = Node(config, services=[relay, directory, *([rounds] if rounds else [])])
-    metrics = RelayMetrics(node, relay, directory)
+    metrics = RelayMetrics(node, relay, directory, rounds=rounds)
     port = settings.get("metrics_port", 0)
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
