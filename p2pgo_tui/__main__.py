@@ -2,7 +2,8 @@
 
 Start-up stays light (Textual, the rules and the store only): torch and libp2p are
 never imported here, so the board is usable in well under two seconds. With ``--ai mcp``
-(the default when a model exists) the model server starts in the background. Everything
+(the default when a model exists) the model server starts in the background after the
+app's first frame, and the network once the model server is ready. Everything
 the app and its libraries log goes to a file in the data directory, never onto the
 screen.
 """
@@ -136,7 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     log.info("starting: data dir %s, %s", data_dir, settings.describe())
     storage = StoreStorage(data_dir)
-    setup = build_ai(None if args.ai is None else AiKind(args.ai), data_dir, args.seed)
+    # The model server starts after the app's first frame (make_app's background_ai).
+    setup = build_ai(None if args.ai is None else AiKind(args.ai), data_dir, args.seed, start=False)
     log.info("AI: %s", setup.name)
     app = make_app(
         ai=setup.ai,
@@ -148,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sgf_dir=data_dir / "sgf",
         network=network,
         operator=args.operator,
+        models=setup.models,
+        background_ai=setup.client,
     )
     try:
         app.run()

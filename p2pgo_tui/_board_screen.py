@@ -237,7 +237,14 @@ class BoardScreen(Screen[None]):
             hint=hint_text,
             thinking=self._thinking or self._estimating,
             help_line="? keys · ctrl+p commands",
+            model=self._model_line(),
         )
+
+    def _model_line(self) -> str:
+        """The AI's model, under the players (the federated one once installed)."""
+        models = self.services.models
+        current = models.current if models is not None else None
+        return current.describe() if current is not None else ""
 
     def settings_line(self) -> str:
         header = self.session.header

@@ -49,6 +49,7 @@ from p2pgo_tui._engine import (
     Position,
     dump_sgf,
 )
+from p2pgo_tui._model_choice import ModelChoice
 from p2pgo_tui._protocols import Advisor, AiOpponent, Suggestion
 
 __all__ = [
@@ -104,15 +105,35 @@ class ServerCommand:
     cwd: Path | None = None
 
 
+# ``python -m net.mcp`` first runs net/__init__, which imports libp2p, fl and
+# dp_accounting (scipy) that the model server never uses at start. Measured on the
+# loaded 2-core machine: 9.7 s to import net.mcp that way, 3.8 s without net/__init__,
+# and the difference is most of the wait for the AI's first move. So the app starts
+# the server through this bootstrap: it registers ``net`` as a bare package (its
+# submodules import as usual, ``net/__init__`` is not run) and runs ``net.mcp`` as
+# ``__main__``, as ``-m`` would. The server's modules import only ``net._*`` modules,
+# never names from ``net`` itself, which is what makes this safe.
+_BOOTSTRAP = """\
+import importlib.util, runpy, sys, types
+spec = importlib.util.find_spec("net")
+package = types.ModuleType("net")
+package.__path__ = list(spec.submodule_search_locations)
+package.__spec__ = spec
+sys.modules["net"] = package
+runpy.run_module("net.mcp", run_name="__main__", alter_sys=True)
+"""
+
+
 def server_command(data_dir: Path, *extra: str) -> ServerCommand:
-    """``python -m net.mcp --data-dir DATA_DIR`` with this checkout on ``PYTHONPATH``.
+    """``p2pgo-mcp --data-dir DATA_DIR`` (``net.mcp`` through :data:`_BOOTSTRAP`) with
+    this checkout on ``PYTHONPATH``.
 
     The SDK starts servers with a minimal environment, so ``PYTHONPATH`` is passed on
     explicitly (an installed package does not need it; a checkout does).
     """
     paths = [str(_REPO_ROOT), *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
     return ServerCommand(
-        (sys.executable, "-m", "net.mcp", "--data-dir", str(data_dir), *extra),
+        (sys.executable, "-c", _BOOTSTRAP, "--data-dir", str(data_dir), *extra),
         {"PYTHONPATH": os.pathsep.join(paths)},
     )
 
@@ -421,18 +442,26 @@ def _move(vertex: Any, position: Position) -> Move:
 class McpModel:
     """:class:`ModelBackend` over :class:`McpModelClient` (positions travel as SGF)."""
 
-    def __init__(self, client: McpModelClient, model_version: str = "latest") -> None:
+    def __init__(
+        self,
+        client: McpModelClient,
+        model_version: str = "latest",
+        *,
+        choice: ModelChoice | None = None,
+    ) -> None:
         self.client = client
         self.model_version = model_version
+        self.choice = choice  # when given, its current version is asked for by id
 
     def predict(self, position: Position, *, top_k: int = 1, analyze: bool = False) -> ModelAnswer:
         # The whole game as SGF: the network sees the last moves, and repetition is exact.
         sgf = dump_sgf(GameRecord.from_position(position)).decode("utf-8")
+        version = (self.choice.version if self.choice is not None else "") or self.model_version
         out = self.client.call(
             "predict_move",
             {
                 "board_state": sgf,
-                "model_version": self.model_version,
+                "model_version": version,
                 "top_k": top_k,
                 "analyze": analyze,
             },
@@ -451,35 +480,51 @@ class McpModel:
 
 
 class LocalModel:
-    """:class:`ModelBackend` in this process (engine.nn, imported on first use)."""
+    """:class:`ModelBackend` in this process (engine.nn, imported on first use).
 
-    def __init__(self, model_path: Path | None) -> None:
-        self.model_path = model_path
+    ``model`` is a weight file, or a :class:`ModelChoice` whose current file is
+    reloaded whenever it changes (a file that does not load leaves the last one).
+    """
+
+    def __init__(self, model: Path | ModelChoice | None) -> None:
+        self.choice = model if isinstance(model, ModelChoice) else None
+        self.model_path = model if isinstance(model, Path) else None
         self._lock = threading.Lock()
         self._predictor: Any = None
         self._version = ""
-        self._error = "" if model_path is not None else "no model file"
+        self._loaded: Path | None = None
+        self._failed: dict[Path, str] = {}  # files that did not load, and why
 
-    def _load(self) -> Any:
+    def _wanted(self) -> Path | None:
+        if self.choice is not None:
+            current = self.choice.current
+            return current.path if current is not None else None
+        return self.model_path
+
+    def _load(self) -> tuple[Any, str]:
         with self._lock:
-            if self._predictor is None and not self._error:
-                assert self.model_path is not None
+            path = self._wanted()
+            if path is None and self._predictor is None:
+                raise ModelServiceError("no model file")
+            if path is not None and path != self._loaded and path not in self._failed:
                 try:
                     from engine.nn import ModelFormatError, Predictor, load_weights, weights_id
 
-                    data = self.model_path.read_bytes()
+                    data = path.read_bytes()
                     self._predictor = Predictor(load_weights(data), threads=1)
                     self._version = weights_id(data)
-                    log.info("local model %s loaded from %s", self._version[:12], self.model_path)
+                    self._loaded = path
+                    log.info("local model %s loaded from %s", self._version[:12], path)
                 except (OSError, ModelFormatError) as exc:
-                    self._error = f"cannot load {self.model_path}: {exc}"
-                    log.warning("local model: %s", self._error)
+                    self._failed[path] = f"cannot load {path}: {exc}"
+                    log.warning("local model: %s", self._failed[path])
             if self._predictor is None:
-                raise ModelServiceError(self._error)
-            return self._predictor
+                assert path is not None
+                raise ModelServiceError(self._failed[path])
+            return self._predictor, self._version
 
     def predict(self, position: Position, *, top_k: int = 1, analyze: bool = False) -> ModelAnswer:
-        predictor = self._load()
+        predictor, version = self._load()
         pred = predictor.predict(position)
         top = pred.top_k(top_k)
         if not top:
@@ -494,7 +539,7 @@ class LocalModel:
         candidates = tuple(
             MoveChoice(m, prob, r) for m, (_, prob), r in zip(moves, top, rates, strict=True)
         )
-        return ModelAnswer(candidates, pred.value, self._version, "local")
+        return ModelAnswer(candidates, pred.value, version, "local")
 
 
 # ---- the app's protocols ------------------------------------------------------------------
@@ -507,21 +552,25 @@ class ModelOpponent:
         self.backends = list(backends)
         self.last_resort = last_resort
         self.last_source = ""
+        self.last_version = ""  # the model version of the last move ("" if none chose it)
 
     def choose(self, position: Position) -> Move:
         if position.is_game_over:
             return Move.pass_(position.to_play)
         for backend in self.backends:
             try:
-                move = backend.predict(position).best
+                answer = backend.predict(position)
             except ModelServiceError as exc:
                 log.warning("%s could not choose a move: %s", type(backend).__name__, exc)
                 continue
+            move = answer.best
             if position.is_legal(move):
                 self.last_source = type(backend).__name__
+                self.last_version = answer.model_version
                 return move
             log.error("%s chose an illegal move %s", type(backend).__name__, move)
         self.last_source = type(self.last_resort).__name__
+        self.last_version = ""
         return self.last_resort.choose(position)
 
 
@@ -534,6 +583,7 @@ class ModelAdvisor:
         self.backends = list(backends)
         self.last_resort = last_resort
         self.count = count
+        self.last_version = ""  # the model version of the last hint ("" if none gave it)
 
     def suggest(self, position: Position) -> Sequence[Suggestion]:
         if position.is_game_over:
@@ -557,7 +607,9 @@ class ModelAdvisor:
                 )
                 out.append(Suggestion(choice.move, reason, choice.win_rate))
             if out:
+                self.last_version = answer.model_version
                 return out
+        self.last_version = ""
         return self.last_resort.suggest(position)
 
 
@@ -579,39 +631,54 @@ class AiKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class AiSetup:
-    """The app's AI and hint giver, and the MCP client to close on exit (if any)."""
+    """The app's AI and hint giver, the model choice they follow (None for the
+    heuristic player), and the MCP client (the app starts it after its first frame
+    and closes it on exit)."""
 
     kind: AiKind
     ai: AiOpponent
     name: str
     advisor: Advisor
     client: McpModelClient | None = None
+    models: ModelChoice | None = None
 
 
-def build_ai(kind: AiKind | None, data_dir: Path, seed: int | None) -> AiSetup:
+def build_ai(
+    kind: AiKind | None, data_dir: Path, seed: int | None, *, start: bool = True
+) -> AiSetup:
     """The AI for ``kind``; ``None``: MCP when a model exists, else the heuristic player.
 
-    With MCP the client starts now, in the background: the server's start-up (seconds
-    of imports) overlaps the player's first look at the board.
+    Both backends follow one :class:`ModelChoice` (the persisted model, else the
+    newest). With MCP the client starts now unless ``start`` is False: the app starts
+    it after its first frame, since the server's start-up (seconds of imports) would
+    otherwise compete with drawing the board.
     """
-    model = find_model(data_dir)
-    if kind is None:
-        kind = AiKind.MCP if model is not None else AiKind.HEURISTIC
     heuristic = HeuristicPlayer(seed)
     # The hint giver gets its own player: asking the opponent would change its game.
     hints = heuristic_advisor(None if seed is None else seed + 1)
     if kind is AiKind.HEURISTIC:
         return AiSetup(kind, heuristic, "p2pgo AI (heuristic)", hints)
-    backends: list[ModelBackend] = [LocalModel(model)]
+    models = ModelChoice(data_dir, DEFAULT_MODEL)
+    if kind is None:
+        kind = AiKind.MCP if models.current is not None else AiKind.HEURISTIC
+        if kind is AiKind.HEURISTIC:
+            return AiSetup(kind, heuristic, "p2pgo AI (heuristic)", hints)
+    backends: list[ModelBackend] = [LocalModel(models)]
     client = None
     name = "p2pgo AI (network)"
     if kind is AiKind.MCP:
         client = McpModelClient(
             server_command(data_dir), errlog=data_dir / "logs" / "p2pgo-mcp.log"
         )
-        client.start()
-        backends.insert(0, McpModel(client))
+        if start:
+            client.start()
+        backends.insert(0, McpModel(client, choice=models))
         name = "p2pgo AI (network via MCP)"
     return AiSetup(
-        kind, ModelOpponent(backends, heuristic), name, ModelAdvisor(backends, hints), client
+        kind,
+        ModelOpponent(backends, heuristic),
+        name,
+        ModelAdvisor(backends, hints),
+        client,
+        models,
     )

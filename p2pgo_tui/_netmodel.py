@@ -18,24 +18,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import enum
 import importlib
 import logging
+import math
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from p2pgo_tui._engine import Color, Move, Position
+from p2pgo_tui._engine import Color, GameRecord, Move, Position
+from p2pgo_tui._protocols import GameStorage
+from p2pgo_tui._roundsmodel import JoinQuote, RoundsView
 from p2pgo_tui._settings import GameSettings
 
 __all__ = [
     "GameResult",
     "LagProbe",
     "LinkKind",
+    "ModelSink",
     "NetGameEnded",
     "NetGameLink",
     "NetSnapshot",
@@ -52,6 +57,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_TRAIN_GAMES = 200  # the newest stored games the player trains on
+
+ModelSink = Callable[[str, Path], None]
+"""Told a model version and the file that holds it."""
 
 
 class NetworkError(Exception):
@@ -90,6 +100,12 @@ class NetworkPlan:
     metrics_urls: tuple[str, ...] = ()  # Prometheus endpoints of those relays
     bots: int = 3
     bot_max_moves: int = 200  # a bot passes after this many moves
+    # Federated rounds. None: fl's default budget (the player's privacy is not weakened
+    # by the app); the rest shape the embedded network's rounds (see _fl_runtime).
+    epsilon_budget: float | None = None
+    train_steps: int = 16  # local training steps per round (batch 16)
+    bot_games: int = 4  # self-play games each bot is seeded with
+    round_interval_s: float = 300.0  # between embedded rounds, unless the player asks
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +165,29 @@ class _Runtime(Protocol):
         self, peer_id: str, settings: GameSettings, link: NetGameLink
     ) -> GameResult: ...
     def embedded_relay(self) -> RelayEndpoint | None: ...
+    async def rounds_view(self) -> RoundsView: ...
+    async def round_quote(self) -> JoinQuote: ...
+    async def join_round(self, max_epsilon: float) -> None: ...
+    async def leave_round(self) -> str: ...
+    async def prepare_rounds(self) -> None: ...
 
 
 class NetworkHost:
     """The app's handle on the network runtime; every method is called on the UI loop."""
 
-    def __init__(self, plan: NetworkPlan | None) -> None:
+    def __init__(
+        self,
+        plan: NetworkPlan | None,
+        storage: GameStorage | None = None,
+        on_model: ModelSink | None = None,
+    ) -> None:
         self.plan = plan
+        self._storage = storage
+        # Told (on the UI loop) the version and file of each model the player's
+        # federated participant holds: adopted after a round, or followed.
+        self._on_model = on_model
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._game_cache: dict[str, GameRecord] = {}
         self.status = NetStatus.OFF if plan is None else NetStatus.STARTING
         self.error = ""
         self.started_in_s: float | None = None
@@ -166,7 +198,9 @@ class NetworkHost:
 
     def begin(self) -> None:
         """Start the network in the background (the UI goes on at once)."""
-        if self.plan is not None and self._start_task is None:
+        # Never once stopping: a late caller (the app waiting for the AI) must not start
+        # a network that nobody will stop.
+        if self.plan is not None and self._start_task is None and not self._stopping:
             self._start_task = asyncio.get_running_loop().create_task(self.start())
 
     @property
@@ -183,7 +217,13 @@ class NetworkHost:
             # libp2p's import costs ~2 s of CPU: never on the UI thread.
             module = await asyncio.to_thread(importlib.import_module, "p2pgo_tui._network")
             # Opening the keys and the game store is file I/O: off the UI thread too.
-            runtime: _Runtime = await asyncio.to_thread(module.NetRuntime, plan)
+            self._loop = asyncio.get_running_loop()
+            runtime: _Runtime = await asyncio.to_thread(
+                module.NetRuntime,
+                plan,
+                self._local_games if self._storage else None,
+                self._model_from_net if self._on_model is not None else None,
+            )
             self._runtime = runtime
             await runtime.start()
         except Exception as exc:  # any start failure is shown, never a crash
@@ -233,6 +273,49 @@ class NetworkHost:
 
     async def snapshot(self) -> NetSnapshot:
         return await self._ready().snapshot()
+
+    def _model_from_net(self, version: str, path: Path) -> None:
+        """The participant holds model ``version`` in ``path`` (called on the net
+        thread: hands over to the UI loop and returns at once)."""
+        loop, sink = self._loop, self._on_model
+        if loop is None or sink is None or self._stopping:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the app is leaving
+            loop.call_soon_threadsafe(sink, version, path)
+
+    def _local_games(self) -> list[GameRecord]:
+        """The app's finished games, for the player's local training (any thread: the
+        storage locks itself)."""
+        storage = self._storage
+        if storage is None:
+            return []
+        wanted = [g.record_id for g in storage.games()[:_TRAIN_GAMES] if g.result]
+        cache = self._game_cache  # loading verifies signatures and replays: once per game
+        for record_id in wanted:
+            if record_id not in cache:
+                cache[record_id] = storage.load(record_id)
+        for gone in set(cache) - set(wanted):
+            del cache[gone]
+        return [cache[record_id] for record_id in wanted]
+
+    async def rounds(self) -> RoundsView:
+        """The rounds as the player sees them now."""
+        return await self._ready().rounds_view()
+
+    async def round_quote(self) -> JoinQuote:
+        """What joining the next round would cost (NetworkError if it cannot be joined)."""
+        return await self._ready().round_quote()
+
+    async def join_round(self, max_epsilon: float) -> None:
+        """Take part in the next round if it keeps the total epsilon <= `max_epsilon`."""
+        await self._ready().join_round(max_epsilon)
+
+    async def leave_round(self) -> str:
+        return await self._ready().leave_round()
+
+    async def prepare_rounds(self) -> None:
+        """Get local training ready (imports) before the player joins a round."""
+        await self._ready().prepare_rounds()
 
     def relays(self) -> tuple[RelayEndpoint, ...]:
         """The relays to watch: the embedded one, those given (paired with the metrics
@@ -409,7 +492,15 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
         help="run no embedded relay or bot peers (with no --relay: no network at all)",
     )
     group.add_argument(
-        "--bots", type=int, default=3, help="local bot peers on the embedded network (default: 3)"
+        "--bots", type=int, default=4, help="local bot peers on the embedded network (default: 4)"
+    )
+    group.add_argument(
+        "--epsilon-budget",
+        type=float,
+        default=None,
+        metavar="EPS",
+        help="your privacy budget for federated rounds (default: p2pgo's, epsilon 1); "
+        "a round that would take your total over it is refused",
     )
 
 
@@ -423,6 +514,9 @@ def network_plan(args: argparse.Namespace, data_dir: Path) -> NetworkPlan | None
             raise ValueError(f"--metrics {url!r}: expected an http:// URL")
     if not 0 <= args.bots <= 16:
         raise ValueError("--bots must be from 0 to 16")
+    budget = args.epsilon_budget
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
+        raise ValueError("--epsilon-budget must be a positive number")
     embedded = not args.no_embedded and not args.relay
     if not embedded and not args.relay and not args.metrics:
         return None
@@ -432,4 +526,5 @@ def network_plan(args: argparse.Namespace, data_dir: Path) -> NetworkPlan | None
         relays=tuple(args.relay),
         metrics_urls=tuple(args.metrics),
         bots=args.bots,
+        epsilon_budget=budget,
     )

@@ -15,6 +15,11 @@ nursery, in order:
 4. the player dials each bot through the relay, so the Peers screen shows relayed links
    that DCUtR then upgrades to direct ones.
 
+Federated rounds (:mod:`p2pgo_tui._fl_runtime`): in embedded mode the relay node also
+runs the round coordinator and every bot a participant that joins each round; the
+player's own participant starts last and joins only when the player asks. Without the
+embedded network the given relays are the coordinators (as for ``p2pgo-peer``).
+
 Bots run in-process rather than as ``p2pgo-peer`` children. Measured on this 2-core
 machine: a child costs ~2.1 s of CPU to start (its own ``import libp2p``) and ~100 MB of
 memory; an in-process bot ~0.1 s and no new interpreter. Idle, both cost about 1 ms of
@@ -33,7 +38,8 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import trio
 from libp2p.abc import INetStream
@@ -46,9 +52,11 @@ from net import (
     ANNOUNCE_TOPIC,
     AiPolicy,
     Directory,
+    DirectoryBlobStore,
     DirectoryClient,
     DirectoryError,
     DirectoryService,
+    EphemeralBlobStore,
     GameError,
     GameService,
     GameSession,
@@ -64,10 +72,12 @@ from net import (
     RelayMetrics,
     RelayService,
 )
-from p2pgo_tui._engine import Color, GameStore, Move, Point
+from p2pgo_tui._engine import Color, GameRecord, GameStore, Move, Point
+from p2pgo_tui._fl_runtime import RoundsRuntime, warm_up_training
 from p2pgo_tui._netmodel import (
     GameResult,
     LinkKind,
+    ModelSink,
     NetGameLink,
     NetSnapshot,
     NetworkError,
@@ -75,11 +85,13 @@ from p2pgo_tui._netmodel import (
     PeerView,
     RelayEndpoint,
 )
+from p2pgo_tui._roundsmodel import JoinQuote, RoundsView
 from p2pgo_tui._settings import GameSettings
 
 __all__ = ["NetRuntime"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 AGENT = "p2pgo-tui/0.1"
 BOT_AGENT = "p2pgo-bot/0.1"
@@ -199,12 +211,20 @@ class _Setup:
                 directory = DirectoryClient(node, _relay_id(addr))
                 rt.directories.append(directory)
                 await self._register(nursery, node, directory, client, AGENT)
+            rt.nursery = nursery
+            # Up: the player is on the network. The bots and the player's rounds follow
+            # here (seeding games, opening stores: seconds of CPU on a busy machine), so
+            # the screens work sooner and a quit during start-up does not wait for them.
+            task_status.started()
             if plan.embedded:
                 for i in range(plan.bots):
-                    rt.bots.append(await nursery.start(self._bot, i + 1, relays[-1]))
-            task_status.started()
-            for bot in rt.bots:
-                nursery.start_soon(self._dial_bot, node, bot, relays[-1])
+                    bot = await nursery.start(self._bot, i + 1, relays[-1])
+                    rt.bots.append(bot)
+                    nursery.start_soon(self._dial_bot, node, bot, relays[-1])
+            coordinators = [_relay_id(a) for a in relays]
+            player = await trio.to_thread.run_sync(rt.rounds.player_service, rt.store, coordinators)
+            if player is not None:
+                await nursery.start(player.run, node)
             await trio.sleep_forever()
 
     async def _register(
@@ -227,10 +247,11 @@ class _Setup:
         rt = self._rt
         relay = RelayService(RelayLimitsConfig())
         directory = DirectoryService(Directory())
-        node = Node(
-            NodeConfig(data_dir=rt.plan.data_dir / "net" / "relay"), services=[relay, directory]
-        )
-        metrics = RelayMetrics(node, relay, directory)
+        data_dir = rt.plan.data_dir / "net" / "relay"
+        # Decoding the first model imports torch (~2 s): off the trio thread.
+        rounds = await trio.to_thread.run_sync(rt.rounds.coordinator_service, data_dir / "fl")
+        node = Node(NodeConfig(data_dir=data_dir), services=[relay, directory, rounds])
+        metrics = RelayMetrics(node, relay, directory, rounds=rounds)
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
             inbox = await node.subscribe(ANNOUNCE_TOPIC)
@@ -239,7 +260,7 @@ class _Setup:
             addr = _loopback_first(node.listen_addrs)
             rt.embedded = RelayEndpoint(
                 "embedded relay",
-                "relay + directory (embedded, loopback)",
+                "relay + directory + rounds (embedded, loopback)",
                 peer_id=node.peer_id,
                 addr=addr,
                 metrics_url=server.url,
@@ -259,7 +280,36 @@ class _Setup:
             None, AiPolicy(seed=number, max_moves=rt.plan.bot_max_moves), accept_challenges=True
         )
         config = NodeConfig(data_dir=rt.plan.data_dir / "net" / "bots" / name)
-        node = Node(config, services=[relays, games])
+        identity = Identity.load_or_create(config.data_dir)
+        rounds, store = await trio.to_thread.run_sync(
+            rt.rounds.bot_service,
+            name,
+            number,
+            config.data_dir,
+            identity.signing_key,
+            _relay_id(relay),
+        )
+        node = Node(
+            config,
+            identity,
+            blob_store=_round_blobs(config.data_dir),
+            services=[relays, games, rounds],
+        )
+        try:
+            await self._run_bot(node, name, relay, relays, task_status=task_status)
+        finally:
+            store.close()
+
+    async def _run_bot(
+        self,
+        node: Node,
+        name: str,
+        relay: str,
+        relays: RelayClient,
+        *,
+        task_status: Any = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        rt = self._rt
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
             directory = DirectoryClient(node, _relay_id(relay))
@@ -275,6 +325,22 @@ class _Setup:
             log.warning("could not reach %s through the relay: %s", bot.peer_id, err)
 
 
+async def _now(fn: Callable[[], T]) -> T:
+    """``fn()`` as a coroutine, for ``NetBridge.call`` (it runs on the trio thread)."""
+    return fn()
+
+
+async def _warm_up() -> None:
+    # Abandoned on shutdown: an import cannot be interrupted, and the app is leaving.
+    await trio.to_thread.run_sync(warm_up_training, abandon_on_cancel=True)  # type: ignore[call-arg]
+
+
+def _round_blobs(data_dir: Path) -> EphemeralBlobStore:
+    """A node's blobs: masked round inputs in memory (forgotten after the round), the
+    rest (models) on disk."""
+    return EphemeralBlobStore(DirectoryBlobStore(data_dir / "blobs"))
+
+
 async def _count_gossip(metrics: RelayMetrics, inbox: trio.MemoryReceiveChannel[Received]) -> None:
     async for received in inbox:
         metrics.count_message(received.topic)
@@ -283,7 +349,12 @@ async def _count_gossip(metrics: RelayMetrics, inbox: trio.MemoryReceiveChannel[
 class NetRuntime:
     """The network the app runs (see the module docstring); used from the UI loop."""
 
-    def __init__(self, plan: NetworkPlan) -> None:
+    def __init__(
+        self,
+        plan: NetworkPlan,
+        local_games: Callable[[], Sequence[GameRecord]] | None = None,
+        on_model: ModelSink | None = None,
+    ) -> None:
         self.plan = plan
         # py-libp2p detaches its loggers (propagate off, no handler), so its warnings
         # reach Python's last-resort handler, i.e. stderr: route them to our log file.
@@ -295,13 +366,21 @@ class NetRuntime:
         # app's own store (one writer per store).
         self.store = GameStore(net_dir / "gamestore", identity.signing_key)
         self.games = GameService(self.store, self.policy, accept_challenges=False)
-        self.node = Node(NodeConfig(data_dir=net_dir / "player"), identity, services=[_Setup(self)])
+        self.rounds = RoundsRuntime(plan, net_dir, local_games, on_model)
+        self.node = Node(
+            NodeConfig(data_dir=net_dir / "player"),
+            identity,
+            blob_store=_round_blobs(net_dir / "player"),
+            services=[_Setup(self)],
+        )
         self.bridge = NetBridge(self.node)
         self.relay_client: RelayClient | None = None
         self.directories: list[DirectoryClient] = []
         self.bots: list[Node] = []
         self.names: dict[str, str] = {}
         self.embedded: RelayEndpoint | None = None
+        self.nursery: trio.Nursery | None = None  # _Setup's, for background work
+        self._warmed = False
         self._pinger = _Pinger(self.node)
 
     async def start(self) -> None:
@@ -324,6 +403,28 @@ class NetRuntime:
         self, peer_id: str, settings: GameSettings, link: NetGameLink
     ) -> GameResult:
         return await self.bridge.call(lambda node: self._challenge(node, peer_id, settings, link))
+
+    async def rounds_view(self) -> RoundsView:
+        return await self.bridge.call(lambda node: _now(self.rounds.view))
+
+    async def round_quote(self) -> JoinQuote:
+        return await self.bridge.call(lambda node: self.rounds.quote())
+
+    async def join_round(self, max_epsilon: float) -> None:
+        await self.bridge.call(lambda node: _now(functools.partial(self.rounds.join, max_epsilon)))
+
+    async def leave_round(self) -> str:
+        return await self.bridge.call(lambda node: _now(self.rounds.leave))
+
+    async def prepare_rounds(self) -> None:
+        await self.bridge.call(lambda node: _now(self._prepare_rounds))
+
+    def _prepare_rounds(self) -> None:
+        # torch's lazy imports (warm_up_training) cost seconds of CPU: only once the
+        # player looks at rounds, not at every start while the first AI reply is due.
+        if not self._warmed and self.nursery is not None:
+            self._warmed = True
+            self.nursery.start_soon(_warm_up)
 
     # -- on the trio thread ------------------------------------------------------
 

@@ -43,6 +43,7 @@ class PanelView:
     thinking: bool = False
     comment: str = ""
     help_line: str = ""
+    model: str = ""  # the AI's model, e.g. "model 1a2b3c4d5e (federated)"
 
 
 class GamePanel(Widget):
@@ -116,6 +117,8 @@ class GamePanel(Widget):
             text.append(f"  captures {caught}\n", style("muted"))
             who = name + (" (you)" if v.human is color else "")
             text.append(f"    {who}\n")
+        if v.model:
+            text.append(f"{v.model}\n", style("muted"))
         text.append("\n")
         text.append("Move ", style("label"))
         text.append(f"{v.move_number}", "bold")

@@ -9,7 +9,10 @@ the screen keeps a short history per relay and redraws:
 - for the selected relay: bytes relayed per second as a ``Sparkline``, the message
   latency histogram (its handler-latency buckets), gossip messages by topic, and
   refused requests and messages by reason;
-- round history, when the relay also coordinates federated rounds.
+- round history (round, participants, outcome, model version, duration, newest
+  first), when the relay also coordinates federated rounds: ``net.RelayMetrics``
+  exports the last rounds as labelled samples, and rounds seen across scrapes are
+  kept here too, so the table outlives the relay's short window.
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ from textual.widgets import DataTable, Footer, Sparkline, Static
 
 from p2pgo_tui._charts import format_bytes, format_duration, histogram_text
 from p2pgo_tui._netmodel import NetStatus, NetworkHost, RelayEndpoint, short_id
-from p2pgo_tui._scrape import RelayHistory, RelaySample, scrape
+from p2pgo_tui._scrape import RelayHistory, RelaySample, RoundRow, scrape
 
 __all__ = ["RelayScreen"]
 
 _SCRAPE_S = 2.0
+_KEEP_ROUNDS = 200
 
 
 class RelayScreen(Screen[None]):
@@ -52,7 +56,7 @@ class RelayScreen(Screen[None]):
     RelayScreen #charts { height: 1fr; }
     RelayScreen #charts > Vertical { width: 1fr; border: round $foreground 30%; padding: 0 1; }
     RelayScreen #bandwidth { height: 4; }
-    RelayScreen #rounds { height: auto; max-height: 8; border: round $foreground 30%; }
+    RelayScreen #rounds { height: auto; max-height: 9; border: round $foreground 30%; }
     """
 
     class Scraped(Message):
@@ -68,6 +72,9 @@ class RelayScreen(Screen[None]):
         self._scraping = False
         self._pinging = False
         self.pings: dict[str, float | None] = {}  # relay peer id -> libp2p ping (ms)
+        # relay key -> round id -> row: every round any scrape showed (the relay
+        # exports only its last few)
+        self.round_rows: dict[str, dict[int, RoundRow]] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(self.host.describe(), id="status")
@@ -95,7 +102,7 @@ class RelayScreen(Screen[None]):
             with Vertical(id="rejections-box"):
                 yield Static("", id="rejections")
         rounds: DataTable[str] = DataTable(id="rounds", cursor_type="none")
-        rounds.add_columns("Round metric", "Value")
+        rounds.add_columns("Round", "Participants", "Outcome", "Model version", "Duration")
         yield rounds
         yield Footer(compact=True)
 
@@ -158,7 +165,13 @@ class RelayScreen(Screen[None]):
     def _scraped(self, event: Scraped) -> None:
         self._scraping = False
         for endpoint, sample in event.samples:
-            self.histories.setdefault(self._key(endpoint), RelayHistory()).add(sample)
+            key = self._key(endpoint)
+            self.histories.setdefault(key, RelayHistory()).add(sample)
+            rows = self.round_rows.setdefault(key, {})
+            for row in sample.round_history:
+                rows[row.round_id] = row
+            for old in sorted(rows)[:-_KEEP_ROUNDS]:
+                del rows[old]
         self._draw()
 
     @staticmethod
@@ -252,12 +265,32 @@ class RelayScreen(Screen[None]):
         if not good.rejections:
             rejected.append("nothing refused", style="dim")
         self.query_one("#rejections", Static).update(rejected)
-        rounds: DataTable[str] = self.query_one("#rounds", DataTable)
-        rounds.clear()
-        for name, value in sorted(good.rounds.items()):
-            rounds.add_row(name, f"{value:g}")
-        if not good.rounds:
-            rounds.add_row("no round coordinator on this relay", "")
+        self._draw_rounds(good, self.round_rows.get(self._key(endpoint), {}) if endpoint else {})
+
+    def _draw_rounds(self, good: RelaySample, rows: dict[int, RoundRow]) -> None:
+        table: DataTable[str] = self.query_one("#rounds", DataTable)
+        table.clear()
+        box = self.query_one("#rounds")
+        if not good.rounds and not rows:
+            box.border_title = "Rounds"
+            table.add_row("no round coordinator on this relay", "", "", "", "")
+            return
+        completed = good.rounds.get("p2pgo_rounds_total{outcome=completed}", 0.0)
+        aborted = good.rounds.get("p2pgo_rounds_total{outcome=aborted}", 0.0)
+        sessions = good.rounds.get("p2pgo_round_sessions", 0.0)
+        box.border_title = (
+            f"Rounds: {completed:g} completed, {aborted:g} aborted · {sessions:g} sessions"
+        )
+        for row in sorted(rows.values(), key=lambda r: -r.round_id):
+            table.add_row(
+                str(row.round_id),
+                f"{row.participants:g}",
+                row.outcome,
+                row.model_version[:16],
+                f"{row.seconds:.1f} s",
+            )
+        if not rows:
+            table.add_row("no round has ended yet", "", "", "", "")
 
     def commands(self) -> Iterator[SystemCommand]:
         yield SystemCommand("Scrape relays now", "Fetch every relay's metrics", self.action_refresh)

@@ -4,8 +4,10 @@
 thread) and :func:`parse_metrics` turns it into a :class:`RelaySample`, using
 ``prometheus_client.parser.text_string_to_metric_families``. The metric names are the
 ones ``net.RelayMetrics`` exports (``p2pgo_relay_*``); round metrics of a coordinator
-(``p2pgo_round*`` / ``p2pgo_fl*``) are kept as they come, by name. Anything that is not
-Prometheus text gives a sample with ``error`` set, never an exception.
+(``p2pgo_round*`` / ``p2pgo_fl*``) are kept as they come, by name, and its round
+history (``p2pgo_round_history_*{round_id, outcome, model_version}``) becomes
+:class:`RoundRow` s. Anything that is not Prometheus text gives a sample with
+``error`` set, never an exception.
 
 :class:`RelayHistory` keeps the last samples of one relay and derives rates from the
 counters (bytes relayed per second for the bandwidth sparkline).
@@ -24,10 +26,25 @@ from dataclasses import dataclass, field, replace
 
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["RelayHistory", "RelaySample", "parse_metrics", "scrape"]
+__all__ = ["RelayHistory", "RelaySample", "RoundRow", "parse_metrics", "scrape"]
 
 _PREFIX = "p2pgo_relay_"
+_HISTORY = {
+    "p2pgo_round_history_participants": "participants",
+    "p2pgo_round_history_duration_seconds": "seconds",
+}
 _MAX_BYTES = 4 * 1024 * 1024  # a metrics page is a few KiB; refuse anything absurd
+
+
+@dataclass(frozen=True, slots=True)
+class RoundRow:
+    """One round of a coordinator's history, as its relay exports it."""
+
+    round_id: int
+    outcome: str
+    model_version: str
+    participants: float
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +70,7 @@ class RelaySample:
     latency_sum: float = 0.0
     started_at: float | None = None  # earliest ``*_created``: when the relay began
     rounds: Mapping[str, float] = field(default_factory=dict)  # coordinator metrics
+    round_history: tuple[RoundRow, ...] = ()  # oldest first
 
     @property
     def ok(self) -> bool:
@@ -72,6 +90,7 @@ def parse_metrics(text: str, *, url: str = "", fetched_at: float | None = None) 
     rejections: dict[str, float] = {}
     rounds: dict[str, float] = {}
     buckets: dict[float, float] = {}
+    history: dict[tuple[str, ...], dict[str, float]] = {}
     created: list[float] = []
     count = total = 0.0
     try:
@@ -93,6 +112,9 @@ def parse_metrics(text: str, *, url: str = "", fetched_at: float | None = None) 
                     count += value
                 elif name == f"{_PREFIX}handler_seconds_sum":
                     total += value
+                elif name in _HISTORY:
+                    key = tuple(labels.get(k, "") for k in ("round_id", "outcome", "model_version"))
+                    history.setdefault(key, {})[_HISTORY[name]] = value
                 elif name.startswith(("p2pgo_round", "p2pgo_fl")):
                     suffix = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
                     rounds[f"{name}{{{suffix}}}" if suffix else name] = value
@@ -100,7 +122,7 @@ def parse_metrics(text: str, *, url: str = "", fetched_at: float | None = None) 
                     values[name.removeprefix(_PREFIX)] = value
     except (ValueError, TypeError, KeyError, IndexError) as exc:  # not Prometheus text
         return RelaySample(url, now, error=f"not Prometheus metrics: {exc}")
-    if not values and not buckets and not rounds:
+    if not values and not buckets and not rounds and not history:
         return RelaySample(url, now, error="no p2pgo relay metrics in the answer")
     return RelaySample(
         url,
@@ -119,7 +141,27 @@ def parse_metrics(text: str, *, url: str = "", fetched_at: float | None = None) 
         latency_sum=total,
         started_at=min(created) if created else None,
         rounds=rounds,
+        round_history=_round_rows(history),
     )
+
+
+def _round_rows(
+    history: Mapping[tuple[str, ...], Mapping[str, float]],
+) -> tuple[RoundRow, ...]:
+    rows = []
+    for (round_id, outcome, version), numbers in history.items():  # three labels each
+        if not round_id.isdigit():
+            continue  # not a history a p2pgo relay writes
+        rows.append(
+            RoundRow(
+                int(round_id),
+                outcome,
+                version,
+                numbers.get("participants", 0.0),
+                numbers.get("seconds", 0.0),
+            )
+        )
+    return tuple(sorted(rows, key=lambda r: r.round_id))
 
 
 def scrape(url: str, *, timeout: float = 2.0) -> RelaySample:

@@ -70,9 +70,15 @@ awk -v a="$start" -v b="$ready" 'BEGIN { printf "tmux smoke: board on screen aft
 [[ $(stones) == 0 ]] || fail "a new game should start with an empty board"
 [[ $(move_number) == 0 ]] || fail "a new game should be at move 0"
 
-# Move 1: Enter plays at the cursor (the centre); the AI replies.
+# since START_TIME: how long a step took, for the output (timings help a failure report).
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
+
+# Move 1: Enter plays at the cursor (the centre); the AI replies. The first reply waits
+# for the model server (imports torch and loads the model: seconds on a busy machine).
 "${TMUX_CMD[@]}" send-keys -t "$SESSION" Enter
+moved=$(date +%s.%N)
 wait_for "the AI's reply (move 2)" 20 at_least_move 2
+echo "tmux smoke: the AI's first reply after $(since "$moved") s"
 [[ $(stones) == 2 ]] || fail "expected 2 stones after one move each, saw $(stones)"
 
 # Move 2: ask for a hint (it moves the cursor to a legal point), then play it.
@@ -86,7 +92,9 @@ screen | grep -q 'Traceback' && fail "a traceback is on the screen"
 summary="move $(move_number), $(stones) stones"
 
 "${TMUX_CMD[@]}" send-keys -t "$SESSION" q
+quit=$(date +%s.%N)
 wait_for "the app to exit" 20 app_exited
+echo "tmux smoke: exited $(since "$quit") s after q"
 status=$(<"$STATUS_FILE")
 [[ $status == 0 ]] || fail "the app exited with status $status"
 [[ -s $DATA/logs/p2pgo-tui.log ]] || fail "no log file in the data directory"

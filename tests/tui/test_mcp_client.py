@@ -33,6 +33,7 @@ from p2pgo_tui._mcp_client import (
     build_ai,
     server_command,
 )
+from p2pgo_tui._model_choice import ModelChoice
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -248,6 +249,14 @@ def test_the_real_server_plays_the_same_move_as_the_local_network(
     )
     ai = ModelOpponent([mcp], HeuristicPlayer(0))
     assert ai.choose(position) == here.best and ai.last_source == "McpModel"
+    # The federated model installed while the server runs: the next answer comes from it.
+    choice = ModelChoice(tmp_path / "data", None)
+    assert choice.version == here.model_version
+    installed = choice.install(tiny_weights(6))
+    ai = ModelOpponent([McpModel(client, choice=choice)], HeuristicPlayer(0))
+    ai.choose(position)
+    assert ai.last_source == "McpModel" and ai.last_version == installed.version
+    assert installed.version != here.model_version
 
 
 def test_build_ai_chooses_mcp_only_when_a_model_exists(
@@ -262,7 +271,10 @@ def test_build_ai_chooses_mcp_only_when_a_model_exists(
     (tmp_path / "models" / "m.cbor").write_bytes(b"weights")
     setup = build_ai(None, tmp_path, seed=1)
     assert setup.kind is AiKind.MCP and isinstance(setup.client, McpModelClient)
-    assert setup.client.command.argv[1:] == ("-m", "net.mcp", "--data-dir", str(tmp_path))
+    # net.mcp through the bootstrap that skips net/__init__ (see server_command).
+    argv = setup.client.command.argv
+    assert argv[1] == "-c" and "net.mcp" in argv[2]
+    assert argv[3:] == ("--data-dir", str(tmp_path))
     assert setup.client.errlog == tmp_path / "logs" / "p2pgo-mcp.log"
 
 
@@ -277,11 +289,15 @@ def test_main_wires_the_ai_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert main(["--data-dir", data, "--ai", "mcp"]) == 0
     assert isinstance(seen[-1].services.ai, ModelOpponent) and "MCP" in seen[-1].services.ai_name
     assert isinstance(seen[-1].services.advisor, ModelAdvisor)
-    assert len(started) == 1 and closed == started
+    # The app starts the client after its first frame (run is faked here); main closes it.
+    assert started == [] and closed == [seen[-1].services.background_ai]
+    assert seen[-1].services.models is not None
     assert main(["--data-dir", data, "--ai", "heuristic"]) == 0
-    assert isinstance(seen[-1].services.ai, HeuristicPlayer) and len(started) == 1
+    assert isinstance(seen[-1].services.ai, HeuristicPlayer) and len(closed) == 1
+    assert seen[-1].services.background_ai is None and seen[-1].services.models is None
     assert main(["--data-dir", data, "--ai", "local"]) == 0
-    assert isinstance(seen[-1].services.ai, ModelOpponent) and len(started) == 1
+    assert isinstance(seen[-1].services.ai, ModelOpponent) and len(closed) == 1
+    assert seen[-1].services.background_ai is None
 
 
 def test_start_up_imports_neither_mcp_nor_torch() -> None:

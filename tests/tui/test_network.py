@@ -139,9 +139,14 @@ def test_the_operator_view_shows_live_metrics_of_the_embedded_relay(tmp_path: Pa
                 return histories[0].last_good() if histories else None
 
             def everyone_seen() -> bool:
-                # The relay samples its state twice a second: wait for both reservations.
+                # The relay samples its state twice a second: wait for both reservations
+                # and both directory entries (a bot registers after its node is up).
                 sample = good()
-                return sample is not None and sample.reservations >= 2
+                return (
+                    sample is not None
+                    and sample.reservations >= 2
+                    and sample.directory_entries >= 2
+                )
 
             await until(pilot, everyone_seen, "a scrape that shows the player and the bot")
             first = good()

@@ -54,7 +54,10 @@ def _args(*argv: str) -> argparse.Namespace:
 
 def test_network_flags_make_a_plan(tmp_path: Path) -> None:
     plan = network_plan(_args(), tmp_path)
-    assert plan is not None and plan.embedded and plan.bots == 3 and not plan.relays
+    assert plan is not None and plan.embedded and plan.bots == 4 and not plan.relays
+    assert plan.epsilon_budget is None  # the library's default budget, not the app's own
+    plan = network_plan(_args("--epsilon-budget", "2.5"), tmp_path)
+    assert plan is not None and plan.epsilon_budget == 2.5
     assert network_plan(_args("--no-embedded"), tmp_path) is None
     relay = "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWFoo"
     url = "http://127.0.0.1:9100/metrics"
@@ -73,6 +76,8 @@ def test_network_flags_make_a_plan(tmp_path: Path) -> None:
     [
         (["--relay", "127.0.0.1:4001"], "/p2p/"),
         (["--metrics", "127.0.0.1:9100"], "http://"),
+        (["--epsilon-budget", "0"], "--epsilon-budget"),
+        (["--epsilon-budget", "nan"], "--epsilon-budget"),
         (["--bots", "99"], "--bots"),
     ],
 )
