@@ -45,6 +45,7 @@ from net._fl_protocol import (
     load_model,
 )
 from net._fl_records import (
+    MODEL_FILE,
     CoordinatorReport,
     CoordinatorStats,
     RoundSettings,
@@ -106,6 +107,7 @@ __all__ = [
     "GAME_PROTOCOL",
     "LOOPBACK_LISTEN",
     "MAX_MESSAGE_BYTES",
+    "MODEL_FILE",
     "TIME_GRACE_S",
     "Accepted",
     "Ack",

@@ -41,6 +41,7 @@ import trio
 from engine import HeuristicPlayer
 from fl import DEFAULT_EPSILON, NamedTensors, PrivacyEvent, Sampling
 from net import (
+    MODEL_FILE,
     ConfigError,
     FlCoordinatorService,
     FlParticipantService,
@@ -69,8 +70,6 @@ _FINAL = (MyStatus.VERIFIED, MyStatus.FAILED, MyStatus.REFUSED, MyStatus.LEFT)
 # first of those is the shipped network re-encoded (other bytes, so another version,
 # same weights), and telling the player "the AI changed" for it would be false.
 _MODEL_EVENTS = frozenset({"fl_adopted"})
-# net's participant saves the model it holds here, in its state directory.
-MODEL_FILE = "model.bin"
 
 
 def embedded_round_settings(plan: NetworkPlan) -> RoundSettings:
