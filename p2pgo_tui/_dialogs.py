@@ -1,4 +1,5 @@
-"""Modal dialogs: new game, a file path (save/load SGF), yes/no, and the key help.
+"""Modal dialogs: new game, a challenge's time control, a file path (save/load SGF),
+yes/no, and the key help.
 
 Each is a :class:`ModalScreen` that returns its answer through ``dismiss`` (``None``
 when cancelled with Escape); validation errors are shown inside the dialog.
@@ -19,9 +20,17 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from p2pgo_tui._engine import Color
+from p2pgo_tui._netmodel import TimeControl
 from p2pgo_tui._settings import BOARD_SIZES, HANDICAP_KOMI, GameSettings, SettingsError
 
-__all__ = ["ConfirmDialog", "HelpScreen", "NewGameDialog", "PathDialog"]
+__all__ = [
+    "ChallengeDialog",
+    "ConfirmDialog",
+    "HelpScreen",
+    "NewGameDialog",
+    "PathDialog",
+    "parse_main_time",
+]
 
 _DIALOG_CSS = """
     align: center middle;
@@ -128,6 +137,111 @@ class NewGameDialog(ModalScreen[GameSettings | None]):
             self.query_one("#error", Static).update(f"⚠ {exc}")
             return
         self.dismiss(settings)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def parse_main_time(text: str) -> int:
+    """Main time as typed: minutes (``5``, ``0.5``), seconds (``30s``) or ``m:ss``.
+
+    Returns whole seconds (0: untimed); :class:`SettingsError` says what is wrong.
+    """
+    raw = text.strip().lower()
+    try:
+        if not raw:
+            return 0
+        if raw.endswith("s"):
+            seconds = float(raw[:-1])
+        elif ":" in raw:
+            minutes, _, secs = raw.partition(":")
+            if not secs.isdigit() or int(secs) >= 60:
+                raise ValueError(raw)
+            seconds = int(minutes) * 60 + int(secs)
+        else:
+            seconds = float(raw) * 60
+    except ValueError:
+        raise SettingsError(
+            f"main time: {text.strip()!r} is not minutes (5), seconds (30s) or m:ss (1:30)"
+        ) from None
+    if seconds == float("inf"):
+        raise SettingsError("main time is too long")
+    if not seconds >= 0:  # also catches nan
+        raise SettingsError("main time cannot be negative")
+    if 0 < seconds < 1:
+        raise SettingsError("main time must be at least 1 second (0 for untimed)")
+    return round(seconds)
+
+
+class ChallengeDialog(ModalScreen[TimeControl | None]):
+    """The time control of a challenge (the rest comes from the new-game settings)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = (
+        "ChallengeDialog {"
+        + _DIALOG_CSS
+        + """
+    & Grid { grid-size: 2; grid-columns: 22 1fr; grid-rows: 3; height: auto; }
+    & Grid Label { padding-top: 1; }
+    & .muted { color: $text-muted; }
+    }"""
+    )
+
+    def __init__(self, peer_name: str, settings: GameSettings, current: TimeControl) -> None:
+        super().__init__()
+        self._peer_name = peer_name
+        self._settings = settings
+        self._current = current
+
+    def compose(self) -> ComposeResult:
+        c = self._current
+        colour = self._settings.human.name.lower()
+        with Vertical():
+            yield Label(f"Challenge {self._peer_name}", classes="title")
+            yield Static(
+                f"{self._settings.describe()} · you play {colour} (n on the Board screen "
+                "changes these)",
+                classes="muted",
+            )
+            with Grid():
+                yield Label("Main time (minutes)")
+                main = f"{c.main_time_s / 60:g}" if c.main_time_s % 60 == 0 else f"{c.main_time_s}s"
+                yield Input(main, placeholder="0 = untimed; 30s, 1:30", id="main-time")
+                yield Label("Increment (seconds)")
+                yield Input(str(c.increment_s), type="integer", id="increment")
+            yield Static(
+                "Each player starts with the main time and gains the increment after "
+                "each move; whoever runs out loses on time. 0 plays untimed.",
+                classes="muted",
+            )
+            yield Static("", classes="error", id="error")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Challenge", variant="primary", id="start")
+
+    def on_mount(self) -> None:
+        self.query_one("#main-time", Input).focus()
+
+    def time_control(self) -> TimeControl:
+        """The time control as entered; raises :class:`SettingsError` with what is wrong."""
+        main = parse_main_time(self.query_one("#main-time", Input).value)
+        text = self.query_one("#increment", Input).value.strip() or "0"
+        try:
+            increment = int(text)
+        except ValueError:
+            raise SettingsError(f"increment must be whole seconds, not {text!r}") from None
+        return TimeControl(main, increment if main else 0)
+
+    @on(Button.Pressed, "#start")
+    @on(Input.Submitted)
+    def _start(self) -> None:
+        try:
+            control = self.time_control()
+        except SettingsError as exc:
+            self.query_one("#error", Static).update(f"⚠ {exc}")
+            return
+        self.dismiss(control)
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:

@@ -10,8 +10,9 @@ forwards the screens' requests to it. Until the network is up the screens show i
 :class:`NetGameLink` joins one peer-to-peer game to the Board screen: it is the
 board's :class:`~p2pgo_tui.AiOpponent` (``choose`` runs in the board's worker thread)
 and the net side's source of our moves (its game policy runs in trio's worker
-threads). The two sides meet only through two thread-safe queues; the net thread never
-calls into the UI.
+threads). The two sides meet only through two thread-safe queues and one attribute
+the net thread replaces (the latest :class:`ClockSnapshot` of a timed game, which the
+screen reads on a timer); the net thread never calls into the UI.
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ from typing import Protocol
 from p2pgo_tui._engine import Color, GameRecord, Move, Position
 from p2pgo_tui._protocols import GameStorage
 from p2pgo_tui._roundsmodel import JoinQuote, RoundsView
-from p2pgo_tui._settings import GameSettings
+from p2pgo_tui._settings import GameSettings, SettingsError
 
 __all__ = [
+    "LOW_TIME_S",
+    "ClockSnapshot",
     "GameResult",
     "LagProbe",
     "LinkKind",
@@ -50,6 +53,7 @@ __all__ = [
     "NetworkPlan",
     "PeerView",
     "RelayEndpoint",
+    "TimeControl",
     "add_network_arguments",
     "describe_link",
     "network_plan",
@@ -59,6 +63,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _TRAIN_GAMES = 200  # the newest stored games the player trains on
+# Below this a clock is shown in the warning colour, with tenths of a second.
+LOW_TIME_S = 10.0
+_MAX_MAIN_TIME_S = 3 * 60 * 60
+_MAX_INCREMENT_S = 600
 
 ModelSink = Callable[[str, Path], None]
 """Told a model version and the file that holds it."""
@@ -155,6 +163,58 @@ class GameResult:
     record_id: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class TimeControl:
+    """A challenge's Fischer time control: main time, plus an increment after each move.
+
+    A main time of 0 means untimed (the increment is then ignored). Whole seconds,
+    as ``net.GameTerms`` carry them.
+    """
+
+    main_time_s: int = 0
+    increment_s: int = 0
+
+    def __post_init__(self) -> None:
+        if type(self.main_time_s) is not int or not 0 <= self.main_time_s <= _MAX_MAIN_TIME_S:
+            raise SettingsError(f"main time must be 0 to {_MAX_MAIN_TIME_S // 60} minutes")
+        if type(self.increment_s) is not int or not 0 <= self.increment_s <= _MAX_INCREMENT_S:
+            raise SettingsError(f"the increment must be 0 to {_MAX_INCREMENT_S} seconds")
+
+    @property
+    def timed(self) -> bool:
+        return self.main_time_s > 0
+
+    def describe(self) -> str:
+        """``5 min + 3 s``, ``30 s``, or ``untimed``."""
+        if not self.timed:
+            return "untimed"
+        minutes, seconds = divmod(self.main_time_s, 60)
+        main = f"{minutes} min" if not seconds else f"{self.main_time_s} s"
+        return main + (f" + {self.increment_s} s" if self.increment_s else "")
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSnapshot:
+    """Both clocks of a timed game as the net last reported them (a ``game_clock`` event).
+
+    ``taken_at`` is ``time.monotonic()`` when it was read: the running side's clock
+    has gone down by the time since then (the screen counts down locally between
+    reports).
+    """
+
+    black_s: float
+    white_s: float
+    running: Color | None  # whose clock runs (None: stopped, or a move in flight)
+    taken_at: float
+
+    def remaining(self, color: Color, now: float) -> float:
+        """Seconds ``color`` has left at ``now`` (monotonic), never below zero."""
+        left = self.black_s if color is Color.BLACK else self.white_s
+        if color is self.running:
+            left -= max(0.0, now - self.taken_at)
+        return max(0.0, left)
+
+
 class _Runtime(Protocol):
     """What ``p2pgo_tui._network.NetRuntime`` offers (imported lazily)."""
 
@@ -164,6 +224,7 @@ class _Runtime(Protocol):
     async def challenge(
         self, peer_id: str, settings: GameSettings, link: NetGameLink
     ) -> GameResult: ...
+    async def resign(self, link: NetGameLink) -> None: ...
     def embedded_relay(self) -> RelayEndpoint | None: ...
     async def rounds_view(self) -> RoundsView: ...
     async def round_quote(self) -> JoinQuote: ...
@@ -353,6 +414,10 @@ class NetworkHost:
             self._links.discard(link)
             link.close("the game is over")
 
+    async def resign(self, link: NetGameLink) -> None:
+        """Resign ``link``'s game now, on either player's turn (nothing if it is over)."""
+        await self._ready().resign(link)
+
 
 class NetGameEnded(Exception):
     """The network game ended (or broke) while the board waited for the opponent."""
@@ -366,9 +431,21 @@ class NetGameLink:
     :meth:`next_move` for ours.
     """
 
-    def __init__(self, human: Color, *, opponent_name: str = "peer") -> None:
+    def __init__(
+        self,
+        human: Color,
+        *,
+        opponent_name: str = "peer",
+        time_control: TimeControl | None = None,
+    ) -> None:
         self.human = human
         self.opponent_name = opponent_name
+        self.time_control = time_control = time_control or TimeControl()
+        # Replaced whole by the net thread (one reference swap): the screen reads it.
+        self.clock: ClockSnapshot | None = None
+        if time_control.timed:
+            main = float(time_control.main_time_s)
+            self.clock = ClockSnapshot(main, main, None, time.monotonic())
         self._ours: queue.Queue[Move | None] = queue.Queue()
         self._theirs: queue.Queue[Move | None] = queue.Queue()
         self._pushed = 0  # our moves handed to the net (board side only)
@@ -403,6 +480,10 @@ class NetGameLink:
             fresh, self._delivered = theirs[self._delivered :], max(self._delivered, len(theirs))
         for move in fresh:
             self._theirs.put(move)
+
+    def update_clock(self, snapshot: ClockSnapshot) -> None:
+        """The net's latest view of both clocks (any thread)."""
+        self.clock = snapshot
 
     def next_move(self) -> Move:
         """Our next move (blocks until the human plays; resign once the link closes)."""

@@ -28,7 +28,10 @@ try to upgrade, py-libp2p 0.8.1's hole punch fails on loopback and leaks its soc
 Shutdown cancels the one nursery: every node closes its sockets in its ``finally``.
 
 The UI reaches this module only through :class:`NetRuntime`'s coroutines, which run on
-the trio thread via ``NetBridge.call``; results come back as frozen records.
+the trio thread via ``NetBridge.call``; results come back as frozen records. The one
+exception is a timed game's clocks: the game service's ``game_clock`` events (on the
+trio thread) replace the game link's :class:`~p2pgo_tui._netmodel.ClockSnapshot`,
+which the game screen reads on its own timer.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ from net import (
 from p2pgo_tui._engine import Color, GameRecord, GameStore, Move, Point
 from p2pgo_tui._fl_runtime import RoundsRuntime, warm_up_training
 from p2pgo_tui._netmodel import (
+    ClockSnapshot,
     GameResult,
     LinkKind,
     ModelSink,
@@ -365,7 +369,9 @@ class NetRuntime:
         # Our finished network games, signed by both players, kept apart from the
         # app's own store (one writer per store).
         self.store = GameStore(net_dir / "gamestore", identity.signing_key)
-        self.games = GameService(self.store, self.policy, accept_challenges=False)
+        self.games = GameService(
+            self.store, self.policy, accept_challenges=False, on_event=self._game_event
+        )
         self.rounds = RoundsRuntime(plan, net_dir, local_games, on_model)
         self.node = Node(
             NodeConfig(data_dir=net_dir / "player"),
@@ -426,7 +432,31 @@ class NetRuntime:
             self._warmed = True
             self.nursery.start_soon(_warm_up)
 
+    async def resign(self, link: NetGameLink) -> None:
+        await self.bridge.call(lambda node: self._resign(link))
+
     # -- on the trio thread ------------------------------------------------------
+
+    def _game_event(self, event: str, fields: dict[str, Any]) -> None:
+        """The game service's events: a timed game's clocks go to its board's link."""
+        if event != "game_clock":
+            return
+        link = self.policy.links.get(fields["game_id"])
+        if link is None:
+            return
+        running = {"B": Color.BLACK, "W": Color.WHITE}.get(fields["running"] or "")
+        link.update_clock(
+            ClockSnapshot(fields["black_s"], fields["white_s"], running, time.monotonic())
+        )
+
+    async def _resign(self, link: NetGameLink) -> None:
+        game_id = next((g for g, held in self.policy.links.items() if held is link), None)
+        if game_id is None:
+            return  # the game is over (or never started): nothing to resign
+        try:
+            await self.games.resign(game_id)
+        except GameError as err:  # it ended meanwhile (a flag fell, the peer resigned)
+            log.info("resigning game %s: %s", game_id, err)
 
     def _link(self, peer_id: str) -> LinkKind:
         conns = self.node.host.get_network().get_connections(ID.from_base58(peer_id))
@@ -517,6 +547,8 @@ class NetRuntime:
             rules=settings.rules,
             komi=settings.komi,
             black=link.human is Color.BLACK,
+            main_time_s=link.time_control.main_time_s,
+            increment_s=link.time_control.increment_s,
             date=datetime.date.today().isoformat(),
         )
         self.policy.links[terms.game_id] = link

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Tree
 
 from engine import Color, HeuristicPlayer
 from p2pgo_tui import GameSettings, P2PGoApp, make_app
+from p2pgo_tui._dialogs import ChallengeDialog
 from p2pgo_tui._netmodel import LinkKind, NetStatus, NetworkHost, NetworkPlan
 from p2pgo_tui._peers_screen import NetGameScreen, PeersScreen
 from p2pgo_tui._relay_screen import RelayScreen
@@ -91,9 +92,12 @@ def test_the_peers_screen_lists_the_bots_and_a_challenge_plays_a_real_p2p_game(
             table.move_cursor(row=0)
             bot = peers.selected_peer()
             await pilot.press("c")
+            await until(pilot, lambda: isinstance(current(app), ChallengeDialog), "dialog")
+            await pilot.press("enter")  # the default: untimed
             await until(pilot, lambda: isinstance(current(app), NetGameScreen), "game screen")
             game = current(app)
             assert isinstance(game, NetGameScreen) and game.peer_id == bot
+            assert not game.time_control.timed and not game.query("#clocks")
             session = game.session
 
             def replied(moves: int) -> bool:
