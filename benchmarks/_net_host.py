@@ -6,8 +6,9 @@ proves the mesh reaches everyone) and records the wall-clock arrival time
 (`time.time()`: all processes share the machine's clock) of every later round. A
 stdin line ``publish N INTERVAL ACKS`` makes node 0 announce round 0 until ACKS peers
 acked it (``warm``), then publish rounds 1..N every INTERVAL seconds (``sent``, with
-the publish times). On stdin EOF every process prints ``arrivals`` (per node, round
-id -> time) and exits; printing only then keeps stdout writes out of the measured path.
+the publish times). On stdin EOF every process prints ``arrivals`` (per node: round
+id -> time, and how many peers it is connected to by then) and exits; printing only
+then keeps stdout writes out of the measured path.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ async def _run(args: argparse.Namespace) -> None:
         _emit(
             "arrivals",
             nodes=[
-                {"peer_id": n.peer_id, "times": a} for n, a in zip(nodes, arrivals, strict=True)
+                {"peer_id": n.peer_id, "times": a, "peers": len(n.connected_peers())}
+                for n, a in zip(nodes, arrivals, strict=True)
             ],
         )
         nursery.cancel_scope.cancel()

@@ -1,9 +1,10 @@
 """Network benchmarks on loopback: gossip announce latency, memory per peer, blob throughput.
 
 Announce latency (`net_announce_latency`): ten peers in two or three OS processes
-(`benchmarks/_net_host.py`; 4+3+3 nodes by default, each process chains its own nodes
-and dials one node of the first process, so announcements cross processes and hops).
-Node 0 of the first process waits until all nine others ack a warm-up announcement
+(`benchmarks/_net_host.py`; 4+3+3 nodes by default: each node dials every earlier node
+of its process, and every node of a later process also dials one node of the first
+process, a different one per process, so announcements cross processes and hops).
+Node 0 of the last process waits until all nine others ack a warm-up announcement
 (the mesh reaches everyone), then publishes `--announcements` rounds every
 `--interval` s; every receiver timestamps delivery with the wall clock (one machine,
 one clock). Latency is publish call to delivery by our validator-checked subscription,
@@ -16,6 +17,7 @@ lines; the whole run takes about a minute on the shared 2-core machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import queue
@@ -104,6 +106,15 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _default(key: str) -> Any:
+    return next(f.default for f in dataclasses.fields(NodeConfig) if f.name == key)
+
+
+def _dialled_links(split: tuple[int, ...]) -> int:
+    """Connections the hosts open themselves (see `benchmarks/_net_host.py`)."""
+    return sum(n * (n - 1) // 2 for n in split) + sum(split[1:])
+
+
 def announce_latency(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     """Ten peers in `args.processes` processes; returns the JSON record."""
     split = tuple(int(n) for n in args.split.split(",")) if args.split else SPLITS[args.processes]
@@ -174,7 +185,15 @@ def announce_latency(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "publish_call_p50_ms": round(statistics.median(publish_ms), 1),
         # All hosts' CPU while publishing, per announcement (idle ticking included).
         "cpu_ms_per_announcement": round(cpu * 1000 / max(1, len(sent)), 1),
-        "degree": args.degree,
+        # The gossipsub degrees the nodes ran with (flags, else NodeConfig's defaults).
+        "degree": args.degree or _default("gossip_degree"),
+        "degree_high": args.degree_high or _default("gossip_degree_high"),
+        # Connected peers per node at the end, next to what the hosts dialled (each
+        # process a clique, every node of a later process also linked to the first
+        # process); more would be connections nobody asked for.
+        "peers_per_node_mean": round(statistics.mean(n["peers"] for n in nodes), 2),
+        "dialled_peers_per_node_mean": round(2 * _dialled_links(split) / sum(split), 2),
+        "peers_per_node_max": max(n["peers"] for n in nodes),
         "load_1min": round(os.getloadavg()[0], 2),
     }
 

@@ -52,9 +52,12 @@ class NodeConfig:
     peers: tuple[str, ...] = ()  # multiaddrs with /p2p/ to dial at start
     relays: tuple[str, ...] = ()  # circuit-relay v2 servers (used by the relay layer)
     # Gossipsub: small meshes (2-10 peers) and a 1 s heartbeat (py-libp2p default 120 s).
+    # degree_high 4, not 6: with a handful of connections per node, 6 keeps every peer
+    # in the mesh and each message is forwarded to all of them; 4 cut the CPU per
+    # announcement by ~25% in benchmarks/bench_net.py with nothing lost (3 partitioned).
     gossip_degree: int = 3
     gossip_degree_low: int = 2
-    gossip_degree_high: int = 6
+    gossip_degree_high: int = 4
     heartbeat_interval: int = 1
     # py-libp2p drops more than 10 msg/s per *forwarding* peer per topic (own publishes
     # included), which a hub forwarding ten peers' acks exceeds at once.
@@ -64,6 +67,16 @@ class NodeConfig:
     blob_chunk_size: int = 256 * 1024
     blob_streams_per_peer: int = 4
     blob_bytes_per_s: int = 0  # per peer; 0 means unlimited
+    # Connection policy. We only dial what we are asked to (configured peers, relays,
+    # DCUtR upgrades, games); py-libp2p's background dialer is switched off (see
+    # `Node`). These bound what others open to us: above `conn_prune_above`
+    # connections the swarm closes the least useful ones (older than its 20 s grace)
+    # down to `conn_prune_to`, at `max_connections` it refuses new ones, and one peer
+    # may hold `max_connections_per_peer` (relayed + direct + a simultaneous dial).
+    max_connections: int = 256
+    conn_prune_above: int = 192
+    conn_prune_to: int = 128
+    max_connections_per_peer: int = 3
 
     def __post_init__(self) -> None:
         if not self.listen:
@@ -88,6 +101,17 @@ class NodeConfig:
         for key, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{key} must be positive, got {value}")
+        if not 0 <= self.conn_prune_to <= self.conn_prune_above <= self.max_connections:
+            raise ConfigError(
+                "connection limits must satisfy 0 <= conn_prune_to <= conn_prune_above "
+                f"<= max_connections, got {self.conn_prune_to}, {self.conn_prune_above}, "
+                f"{self.max_connections}"
+            )
+        if self.max_connections < 1 or self.max_connections_per_peer < 1:
+            raise ConfigError(
+                "max_connections and max_connections_per_peer must be at least 1, got "
+                f"{self.max_connections}, {self.max_connections_per_peer}"
+            )
         if self.blob_bytes_per_s < 0:
             raise ConfigError(f"blob_bytes_per_s must be >= 0, got {self.blob_bytes_per_s}")
         if self.max_gossip_bytes > MAX_MESSAGE_BYTES // 2:

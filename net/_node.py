@@ -6,6 +6,11 @@ registers ``/p2pgo/blob/1``, dials the configured peers and calls
 ``task_status.started()`` once listening. Everything else (`subscribe`, `publish`,
 `fetch_blob`, ...) is called from trio tasks while `run` is running.
 
+The node dials only what it is asked to (configured peers, `connect`, services such
+as relays, DCUtR and games): py-libp2p's background AutoConnector, which would dial
+every peer in the peerstore towards ~200 connections, is kept stopped, and the
+swarm's connection caps and pruning come from `NodeConfig`.
+
 Defences, because a peer's bad input must never kill the host:
 - only Noise is offered for security (py-libp2p's default also accepts plaintext and
   secio, which would let a peer skip encryption);
@@ -34,6 +39,9 @@ from libp2p import create_yamux_muxer_option, new_host
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.network.auto_connector import AutoConnector
+from libp2p.network.config import ConnectionConfig
+from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
@@ -142,6 +150,41 @@ class _ConnectionTracker(INotifee):
         self._conns.clear()
 
 
+class _NoAutoDial(AutoConnector):
+    """py-libp2p's background dialer, kept stopped.
+
+    The swarm's AutoConnector dials peers from the peerstore until it holds the
+    midpoint of the low and high watermarks (~200 by default), every 30 s and after
+    every disconnect. It learns addresses from the signed peer records riding on
+    gossip RPCs, so a ten-peer benchmark densified on its own (a node went from 3 to
+    6 peers) and every extra connection is another duplicate forward per message.
+    0.8.1 has no switch for it and a low watermark of 0 does not stop it (the target
+    is the midpoint), so the swarm gets this one, whose `start` leaves it stopped:
+    its periodic task then returns at once and `maybe_connect` does nothing.
+    """
+
+    async def start(self) -> None:
+        """Stay stopped (the swarm calls this when it starts)."""
+
+
+def _connection_config(config: NodeConfig) -> ConnectionConfig:
+    """The swarm's limits from our config (only pruning and caps; no auto-dialling)."""
+    return ConnectionConfig(
+        max_connections=config.max_connections,
+        min_connections=0,
+        low_watermark=config.conn_prune_to,
+        high_watermark=config.conn_prune_above,
+        max_connections_per_peer=config.max_connections_per_peer,
+    )
+
+
+def _disable_auto_dial(host: IHost) -> None:
+    network = host.get_network()
+    if not isinstance(network, Swarm):  # new_host always builds a Swarm in 0.8.1
+        raise NetError(f"unexpected libp2p network {type(network).__name__}")
+    network.auto_connector = _NoAutoDial(network)
+
+
 class Node:
     """A p2pgo network node (a trio service)."""
 
@@ -198,7 +241,9 @@ class Node:
             },
             muxer_opt=create_yamux_muxer_option(),
             listen_addrs=listen,
+            connection_config=_connection_config(self.config),
         )
+        _disable_auto_dial(host)
         gossipsub = GossipSub(
             # 1.1 first: the dialer's first choice is what both sides speak on our
             # stream. Under 1.2 py-libp2p 0.8.1 sends an IDONTWANT RPC to every mesh
