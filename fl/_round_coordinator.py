@@ -1,7 +1,8 @@
 """The coordinator of one federated round, as a sans-IO state machine.
 
 Theory of operation. The coordinator moves through `RoundStage`s; `TRANSITIONS` is the
-whole table of (stage, event) -> next stage. Events come from three calls:
+whole table of (stage, event) -> next stage (both, with the records this module hands
+out, live in `fl._round_states`). Events come from three calls:
 
 * `start(now)` opens the round (RoundStart to everyone);
 * `receive(peer, message, now)` / `receive_blob(peer, data, now)` feed what a peer sent;
@@ -34,11 +35,9 @@ strategy (FedAvg/FedProx step or FedAdam), and the ModelUpdate is signed.
 
 from __future__ import annotations
 
-import enum
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import get_args
+from dataclasses import replace
 
 import blake3
 import numpy as np
@@ -68,16 +67,22 @@ from fl._round_messages import (
     SurvivorsAck,
     check_version,
 )
+from fl._round_states import (
+    MESSAGE_TYPES,
+    TRANSITIONS,
+    Event,
+    Rejection,
+    RoundOutcome,
+    RoundStage,
+    RoundTiming,
+    coordinator_event,
+)
 from fl._round_update import tensors_version
 from fl._secagg_coordinator import SecAggCoordinator
 from fl._secagg_types import (
-    AdvertiseKeys,
-    ConsistencySignature,
     MaskedInput,
     SecAggConfig,
     SecAggResult,
-    ShareKeys,
-    UnmaskResponse,
 )
 from fl._selection import (
     announced_rate,
@@ -88,118 +93,17 @@ from fl._selection import (
 )
 from fl._tensors import NamedTensors, flatten, unflatten
 
+__all__ = [
+    "TRANSITIONS",
+    "Event",
+    "Rejection",
+    "RoundCoordinator",
+    "RoundOutcome",
+    "RoundStage",
+    "RoundTiming",
+]
+
 _FRAME_HEADER_BYTES = 10
-
-
-class RoundStage(enum.Enum):
-    """Where the coordinator is in a round."""
-
-    NEW = "new"
-    COLLECT_READY = "collect_ready"
-    ADVERTISE_KEYS = "advertise_keys"
-    SHARE_KEYS = "share_keys"
-    MASKED_INPUT = "masked_input"
-    CONSISTENCY_CHECK = "consistency_check"
-    UNMASK = "unmask"
-    DONE = "done"
-    ABORTED = "aborted"
-
-
-class Event(enum.Enum):
-    """What can happen to a coordinator (local calls and remote messages)."""
-
-    START = "start"
-    PEER_READY = "peer_ready"
-    KEYS = "keys"
-    SHARES = "shares"
-    SUBMISSION = "submission"
-    BLOB = "blob"
-    SIGNATURE = "signature"
-    UNMASK_SHARES = "unmask_shares"
-    CLOSE = "close"
-    ABORT = "abort"
-
-
-_S, _E = RoundStage, Event
-TRANSITIONS: dict[tuple[RoundStage, Event], RoundStage] = {
-    (_S.NEW, _E.START): _S.COLLECT_READY,
-    (_S.COLLECT_READY, _E.PEER_READY): _S.COLLECT_READY,
-    (_S.COLLECT_READY, _E.CLOSE): _S.ADVERTISE_KEYS,
-    (_S.ADVERTISE_KEYS, _E.KEYS): _S.ADVERTISE_KEYS,
-    (_S.ADVERTISE_KEYS, _E.CLOSE): _S.SHARE_KEYS,
-    (_S.SHARE_KEYS, _E.SHARES): _S.SHARE_KEYS,
-    (_S.SHARE_KEYS, _E.CLOSE): _S.MASKED_INPUT,
-    (_S.MASKED_INPUT, _E.SUBMISSION): _S.MASKED_INPUT,
-    (_S.MASKED_INPUT, _E.BLOB): _S.MASKED_INPUT,
-    (_S.MASKED_INPUT, _E.CLOSE): _S.CONSISTENCY_CHECK,
-    (_S.CONSISTENCY_CHECK, _E.SIGNATURE): _S.CONSISTENCY_CHECK,
-    (_S.CONSISTENCY_CHECK, _E.CLOSE): _S.UNMASK,
-    (_S.UNMASK, _E.UNMASK_SHARES): _S.UNMASK,
-    (_S.UNMASK, _E.CLOSE): _S.DONE,
-    **{(stage, _E.ABORT): _S.ABORTED for stage in _S if stage not in (_S.NEW, _S.DONE, _S.ABORTED)},
-}
-"""Every legal (stage, event) -> next stage. Missing: a local call is a
-`LocalProtocolError`; a remote message is rejected."""
-
-_SECAGG_EVENTS: dict[type, Event] = {
-    AdvertiseKeys: Event.KEYS,
-    ShareKeys: Event.SHARES,
-    ConsistencySignature: Event.SIGNATURE,
-    UnmaskResponse: Event.UNMASK_SHARES,
-}
-
-
-_MESSAGE_TYPES: tuple[type, ...] = get_args(RoundMessage)
-
-
-def _event_of(message: RoundMessage) -> Event | None:
-    if isinstance(message, PeerReady):
-        return Event.PEER_READY
-    if isinstance(message, GradientSubmission):
-        return Event.SUBMISSION
-    if isinstance(message, SecAggStep):
-        return _SECAGG_EVENTS.get(type(message.body))
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class RoundTiming:
-    """Seconds the coordinator waits: for PeerReady, for selected peers to train and
-    advertise keys, and for each later SecAgg stage."""
-
-    ready_seconds: float = 30.0
-    train_seconds: float = 600.0
-    stage_seconds: float = 60.0
-
-    def __post_init__(self) -> None:
-        if min(self.ready_seconds, self.train_seconds, self.stage_seconds) <= 0:
-            raise FlInputError("timeouts must be positive")
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """A remote input the coordinator refused, and why (penalise or ignore the peer)."""
-
-    peer: PeerId
-    kind: str
-    reason: str
-    stage: RoundStage
-    at: float
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class RoundOutcome:
-    """A finished round: the new model, its signed announcement, the server optimiser's
-    state (FedAdam), the securely aggregated mean delta it applied, and the survivors'
-    total example count (for the operator; not published in the update)."""
-
-    weights: NamedTensors
-    update: ModelUpdate
-    server_state: FedAdamState | None
-    mean_delta: NamedTensors
-    survivors: tuple[PeerId, ...]
-    dropped: tuple[PeerId, ...]
-    num_examples: int = 0
 
 
 class RoundCoordinator:
@@ -366,7 +270,7 @@ class RoundCoordinator:
 
     def receive(self, peer: PeerId, message: RoundMessage, now: float) -> list[Send]:
         """Handle one message delivered by (and authenticated as) `peer`."""
-        if not isinstance(message, _MESSAGE_TYPES):
+        if not isinstance(message, MESSAGE_TYPES):
             raise LocalProtocolError(f"not a round message: {type(message).__name__}")
         try:
             return self._receive(peer, message, now)
@@ -397,7 +301,7 @@ class RoundCoordinator:
             raise RemoteProtocolError("peer is not selected for this round")
 
     def _receive(self, peer: PeerId, message: RoundMessage, now: float) -> list[Send]:
-        event = _event_of(message)
+        event = coordinator_event(message)
         if event is None:
             raise RemoteProtocolError(f"{message.kind} is not a participant message")
         if message.round_id != self._round_id:

@@ -3,7 +3,7 @@
 Theory of operation. `receive(message, now)` takes what the coordinator sent and returns
 the `Send`s to deliver (messages for the coordinator, and the masked-vector `Blob` for
 the blob protocol); `tick(now)` gives up on a round that went silent. The success path
-is the table `PARTICIPANT_TRANSITIONS`:
+is the table `PARTICIPANT_TRANSITIONS` (in `fl._round_states`):
 
     WAIT_START --RoundStart--> WAIT_SELECTION       ledger check, PeerReady
     WAIT_SELECTION --Selection--> WAIT_ROSTER       train, clip, noise, quantise, keys
@@ -34,13 +34,11 @@ budget is refused at RoundStart.
 
 from __future__ import annotations
 
-import enum
 import math
 import os
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import get_args
+from dataclasses import replace
 
 import blake3
 import numpy as np
@@ -49,12 +47,7 @@ from numpy.typing import NDArray
 
 from fl._compress import pack_quantized
 from fl._dp import PrivacyEvent, PrivacyLedger, Sampling, add_gaussian_noise
-from fl._errors import (
-    FlInputError,
-    LocalProtocolError,
-    RemoteProtocolError,
-    SecAggAborted,
-)
+from fl._errors import FlInputError, LocalProtocolError, RemoteProtocolError, SecAggAborted
 from fl._pow import PowChallenge, solve_pow
 from fl._quant import QuantSpec, quantize
 from fl._round_codec import secagg_round_id, sign_message, verify_signature
@@ -73,6 +66,17 @@ from fl._round_messages import (
     Send,
     SurvivorsAck,
 )
+from fl._round_states import (
+    MESSAGE_TYPES,
+    PARTICIPANT_TRANSITIONS,
+    EpsilonFn,
+    ParticipantEvent,
+    ParticipantStage,
+    ParticipantStatus,
+    TrainFn,
+    Verdict,
+    participant_event,
+)
 from fl._round_update import tensors_version, verify_model_update
 from fl._secagg_participant import SecAggParticipant
 from fl._secagg_types import (
@@ -86,92 +90,16 @@ from fl._secagg_types import (
 from fl._selection import draw_seed, graph_seed, select_peers, selection_commitment
 from fl._tensors import NamedTensors, clip_l2, flatten
 
-TrainFn = Callable[
-    [NamedTensors, Mapping[str, float]], tuple[NamedTensors, int, Mapping[str, float]]
+__all__ = [
+    "PARTICIPANT_TRANSITIONS",
+    "EpsilonFn",
+    "ParticipantEvent",
+    "ParticipantStage",
+    "ParticipantStatus",
+    "RoundParticipant",
+    "TrainFn",
+    "Verdict",
 ]
-"""Local training: (round's weights, hyperparameters) -> (delta, examples, metrics)."""
-EpsilonFn = Callable[[PrivacyLedger, PrivacyEvent], float]
-"""Epsilon a ledger would have spent after an event (injectable: simulators memoise it)."""
-
-
-class ParticipantStatus(enum.Enum):
-    """What the UI shows for this peer in this round."""
-
-    IDLE = "idle"
-    READY = "ready"
-    TRAINING = "training"
-    SUBMITTED = "submitted"
-    VERIFIED = "verified"
-    REFUSED = "refused"
-    FAILED = "failed"
-
-
-class ParticipantStage(enum.Enum):
-    """Which coordinator message the participant waits for."""
-
-    WAIT_START = "wait_start"
-    WAIT_SELECTION = "wait_selection"
-    WAIT_ROSTER = "wait_roster"
-    WAIT_BUNDLE = "wait_bundle"
-    WAIT_SURVIVORS = "wait_survivors"
-    WAIT_UNMASK = "wait_unmask"
-    WAIT_UPDATE = "wait_update"
-    OBSERVING = "observing"
-    FINISHED = "finished"
-
-
-class ParticipantEvent(enum.Enum):
-    """Coordinator messages, by what they mean to a participant."""
-
-    ROUND_START = "round_start"
-    SELECTION = "selection"
-    NOT_SELECTED = "not_selected"
-    ROSTER = "roster"
-    BUNDLE = "bundle"
-    SURVIVORS = "survivors"
-    UNMASK_REQUEST = "unmask_request"
-    MODEL_UPDATE = "model_update"
-    ROUND_ABORTED = "round_aborted"
-
-
-_P, _V = ParticipantStage, ParticipantEvent
-_LIVE = [s for s in _P if s not in (_P.WAIT_START, _P.FINISHED)]
-PARTICIPANT_TRANSITIONS: dict[tuple[ParticipantStage, ParticipantEvent], ParticipantStage] = {
-    (_P.WAIT_START, _V.ROUND_START): _P.WAIT_SELECTION,
-    (_P.WAIT_SELECTION, _V.SELECTION): _P.WAIT_ROSTER,
-    (_P.WAIT_SELECTION, _V.NOT_SELECTED): _P.OBSERVING,
-    (_P.OBSERVING, _V.SELECTION): _P.OBSERVING,  # a public selection reaches observers too
-    (_P.WAIT_ROSTER, _V.ROSTER): _P.WAIT_BUNDLE,
-    (_P.WAIT_BUNDLE, _V.BUNDLE): _P.WAIT_SURVIVORS,
-    (_P.WAIT_SURVIVORS, _V.SURVIVORS): _P.WAIT_UNMASK,
-    (_P.WAIT_UNMASK, _V.UNMASK_REQUEST): _P.WAIT_UPDATE,
-    **{(stage, _V.MODEL_UPDATE): _P.FINISHED for stage in _LIVE},
-    **{(stage, _V.ROUND_ABORTED): _P.FINISHED for stage in _LIVE},
-}
-"""The success path; any handler may divert to OBSERVING (see the module docstring)."""
-
-_BODY_EVENTS: dict[type, ParticipantEvent] = {
-    KeyRoster: ParticipantEvent.ROSTER,
-    ShareBundle: ParticipantEvent.BUNDLE,
-    UnmaskRequest: ParticipantEvent.UNMASK_REQUEST,
-}
-_PLAIN_EVENTS: dict[type, ParticipantEvent] = {
-    RoundStart: ParticipantEvent.ROUND_START,
-    Selection: ParticipantEvent.SELECTION,
-    NotSelected: ParticipantEvent.NOT_SELECTED,
-    SurvivorsAck: ParticipantEvent.SURVIVORS,
-    ModelUpdate: ParticipantEvent.MODEL_UPDATE,
-    RoundAborted: ParticipantEvent.ROUND_ABORTED,
-}
-
-
-_MESSAGE_TYPES: tuple[type, ...] = get_args(RoundMessage)
-
-
-def _event_of(message: RoundMessage) -> ParticipantEvent | None:
-    if isinstance(message, SecAggStep):
-        return _BODY_EVENTS.get(type(message.body))
-    return _PLAIN_EVENTS.get(type(message))
 
 
 class _Diverted(Exception):
@@ -182,15 +110,6 @@ class _Diverted(Exception):
         self.status = status
         self.reason = reason
         self.evidence = evidence  # the coordinator provably broke the protocol
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """Whether to adopt the round's model update, and why not if not."""
-
-    adopt: bool
-    new_version: str
-    reason: str = ""
 
 
 class RoundParticipant:
@@ -341,9 +260,9 @@ class RoundParticipant:
 
     def receive(self, message: RoundMessage, now: float) -> list[Send]:
         """Handle one message from the coordinator."""
-        if not isinstance(message, _MESSAGE_TYPES):
+        if not isinstance(message, MESSAGE_TYPES):
             raise LocalProtocolError(f"not a round message: {type(message).__name__}")
-        event = _event_of(message)
+        event = participant_event(message)
         if event is None:
             self._rejections.append((message.kind, "not a coordinator message"))
             return []
