@@ -28,17 +28,18 @@ normal: a malformed or oversize frame, a round message that does not decode, or 
 that does not keep up with its outbox ends that session (counted in `stats`); the
 state machine records rejections of well-formed but wrong messages; a silent peer is a
 dropout the round absorbs.
+
+What it keeps per session and per round, and the report and saved state made from
+that, are in `net._fl_round_state`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,6 @@ from fl import (
     NamedTensors,
     RemoteProtocolError,
     RoundCoordinator,
-    RoundMessage,
     RoundStage,
     RoundStart,
     RoundTiming,
@@ -61,6 +61,7 @@ from fl import (
     flatten,
 )
 from net._errors import BlobError
+from net._fl_link import reset_stream
 from net._fl_protocol import (
     FL_PROTOCOL,
     GONE,
@@ -82,71 +83,27 @@ from net._fl_protocol import (
 )
 from net._fl_records import (
     MODEL_FILE,
-    STATE_FILE,
     CoordinatorReport,
     CoordinatorStats,
     RoundSettings,
     StageClose,
     StageTiming,
 )
+from net._fl_round_state import (
+    Inbound,
+    InboundBlob,
+    LiveRound,
+    RoundState,
+    Session,
+    drain,
+    live_round,
+    round_report,
+    save_state,
+)
 from net._node import ANNOUNCE_TOPIC, Node
 from net._wire import RoundAnnouncement
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class _Inbound:
-    key: bytes
-    message: RoundMessage
-
-
-@dataclass(frozen=True, slots=True)
-class _InboundBlob:
-    round_id: int
-    key: bytes
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class LiveRound:
-    """The round in progress, for a screen: id, stage, ready and selected peer counts."""
-
-    round_id: int
-    stage: str
-    ready: int
-    selected: int
-    seconds: float  # since it started
-
-
-class _Session:
-    """One participant's stream: frames out through a bounded outbox."""
-
-    def __init__(self, peer_id: str, key: bytes, framed: FlStream, outbox: int) -> None:
-        self.peer_id = peer_id
-        self.key = key
-        self.framed = framed
-        self.send, self.receive = trio.open_memory_channel[bytes](outbox)
-        self.scope = trio.CancelScope()
-        self.reason = ""
-        self.model_version = ""  # what the peer last said it holds
-
-    def close(self, reason: str) -> None:
-        self.reason = self.reason or reason
-        self.scope.cancel()
-
-
-@dataclass
-class _RoundState:
-    coordinator: RoundCoordinator
-    stage_started: float
-    started: float
-    nursery: trio.Nursery | None = None
-    start_body: bytes | None = None
-    stages: list[StageTiming] = field(default_factory=list)
-    blob_failures: int = 0
-    bytes_in: dict[bytes, int] = field(default_factory=lambda: defaultdict(int))
-    bytes_out: dict[bytes, int] = field(default_factory=lambda: defaultdict(int))
 
 
 class FlCoordinatorService:
@@ -186,10 +143,10 @@ class FlCoordinatorService:
         self._hello_timeout = hello_timeout
         self._node: Node | None = None
         self._clock: AnchoredClock | None = None
-        self._sessions: dict[bytes, _Session] = {}
+        self._sessions: dict[bytes, Session] = {}
         self._sessions_changed = trio.Event()
-        self._inbox_send, self._inbox = trio.open_memory_channel[_Inbound | _InboundBlob](4096)
-        self._round: _RoundState | None = None
+        self._inbox_send, self._inbox = trio.open_memory_channel[Inbound | InboundBlob](4096)
+        self._round: RoundState | None = None
         self.reports: deque[CoordinatorReport] = deque(maxlen=256)  # the latest rounds
         self.rounds_ended = 0
         self.stats = CoordinatorStats()
@@ -216,18 +173,7 @@ class FlCoordinatorService:
 
     def live_round(self) -> LiveRound | None:
         """The round in progress (None between rounds); call on the trio thread."""
-        state = self._round
-        start = state.coordinator.round_start if state is not None else None
-        if state is None or start is None:
-            return None
-        selection = state.coordinator.selection
-        return LiveRound(
-            start.round_id,
-            state.coordinator.stage.value,
-            len(state.coordinator.ready_peers),
-            len(selection.selected) if selection is not None else 0,
-            trio.current_time() - state.started,
-        )
+        return live_round(self._round)
 
     def request_round(self) -> None:
         """Start the next round without waiting out the pacing (call on the trio thread)."""
@@ -251,7 +197,7 @@ class FlCoordinatorService:
         node.handle(FL_PROTOCOL, "fl", self._serve)
         announcements = await node.subscribe(ANNOUNCE_TOPIC)  # acks arrive there
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_drain, announcements)
+            nursery.start_soon(drain, announcements)
             task_status.started()
             self._emit("fl_coordinator", model_version=self._version, next_round=self._next_round)
             await self._wait_for_sessions(
@@ -284,14 +230,14 @@ class FlCoordinatorService:
 
     async def _serve(self, stream: INetStream, peer_id: str) -> None:
         framed = FlStream(stream, max_frame=MAX_FRAME_TO_COORDINATOR)
-        session: _Session | None = None
+        session: Session | None = None
         try:
             key = key_of_peer(peer_id)
             with trio.fail_after(self._hello_timeout):
                 hello = await framed.receive()
             if not isinstance(hello, FlHello):
                 raise FlFrameError("a session starts with fl_hello")
-            session = _Session(peer_id, key, framed, self._outbox)
+            session = Session(peer_id, key, framed, self._outbox)
             session.model_version = hello.model_version
             old = self._sessions.get(key)
             if old is not None:
@@ -325,9 +271,9 @@ class FlCoordinatorService:
                 del self._sessions[session.key]
                 self._sessions_did_change()
             with trio.CancelScope(shield=True):
-                await _reset(stream)
+                await reset_stream(stream)
 
-    async def _session_task(self, session: _Session, body: Callable[[_Session], Any]) -> None:
+    async def _session_task(self, session: Session, body: Callable[[Session], Any]) -> None:
         try:
             await body(session)
             session.close("closed")
@@ -338,12 +284,12 @@ class FlCoordinatorService:
             log.debug("fl session with %s ended: %r", session.peer_id, err)
             session.close("gone")
 
-    async def _write_loop(self, session: _Session) -> None:
+    async def _write_loop(self, session: Session) -> None:
         async for body in session.receive:
             await session.framed.send_raw(body)
             self.stats.frames_out += 1
 
-    async def _read_loop(self, session: _Session) -> None:
+    async def _read_loop(self, session: Session) -> None:
         while True:
             before = session.framed.bytes_in
             frame = await session.framed.receive()
@@ -363,7 +309,7 @@ class FlCoordinatorService:
             if self._round is not None:
                 self._round.bytes_in[session.key] += session.framed.bytes_in - before
             try:
-                self._inbox_send.send_nowait(_Inbound(session.key, message))
+                self._inbox_send.send_nowait(Inbound(session.key, message))
             except trio.WouldBlock:
                 self.stats.inbox_overflow += 1
 
@@ -389,7 +335,7 @@ class FlCoordinatorService:
             eligible=len(self._sessions),
         )
         now = trio.current_time()
-        state = _RoundState(coordinator, stage_started=now, started=now)
+        state = RoundState(coordinator, stage_started=now, started=now)
         while True:  # messages for rounds that are over
             try:
                 self._inbox.receive_nowait()
@@ -414,13 +360,13 @@ class FlCoordinatorService:
         self._save_state(round_id)
         self._report(state, parent)
 
-    async def _step(self, state: _RoundState) -> None:
+    async def _step(self, state: RoundState) -> None:
         """Wait for one event or the stage deadline and feed it to the state machine."""
         clock = self._clock
         assert clock is not None
         coordinator = state.coordinator
         deadline = coordinator.deadline
-        event: _Inbound | _InboundBlob | None = None
+        event: Inbound | InboundBlob | None = None
         with trio.move_on_at(clock.to_trio(deadline) if deadline is not None else math.inf):
             event = await self._inbox.receive()
         if event is not None:
@@ -429,13 +375,13 @@ class FlCoordinatorService:
         if deadline is not None and clock.now() >= deadline:
             await self._call(state, coordinator.tick, tick=True)
 
-    async def _handle(self, state: _RoundState, event: _Inbound | _InboundBlob) -> None:
+    async def _handle(self, state: RoundState, event: Inbound | InboundBlob) -> None:
         clock = self._clock
         assert clock is not None and state.nursery is not None
         coordinator = state.coordinator
         start = coordinator.round_start
         assert start is not None
-        if isinstance(event, _InboundBlob):
+        if isinstance(event, InboundBlob):
             if event.round_id != start.round_id:
                 self.stats.stale_messages += 1
                 return
@@ -465,7 +411,7 @@ class FlCoordinatorService:
             state.nursery.start_soon(self._fetch_submission, state, event.key, message)
 
     async def _call(
-        self, state: _RoundState, call: Callable[[float], list[Send]], *, tick: bool = False
+        self, state: RoundState, call: Callable[[float], list[Send]], *, tick: bool = False
     ) -> None:
         coordinator = state.coordinator
         before = coordinator.stage
@@ -489,7 +435,7 @@ class FlCoordinatorService:
             for session in list(self._sessions.values()):
                 self._enqueue(state, session, body)
 
-    async def _adopt(self, state: _RoundState) -> None:
+    async def _adopt(self, state: RoundState) -> None:
         outcome = state.coordinator.outcome
         node = self._node
         assert outcome is not None and node is not None
@@ -503,21 +449,12 @@ class FlCoordinatorService:
             atomic_write(self._state_dir / MODEL_FILE, blob)
 
     def _save_state(self, round_id: int) -> None:
-        """The round counter and model lineage, after every round (completed or not), so
-        a restarted relay never reuses a round id its peers have seen."""
-        if self._state_dir is None:
-            return
-        if not (self._state_dir / MODEL_FILE).exists():
-            atomic_write(self._state_dir / MODEL_FILE, self._blob)
-        record = {
-            "round_id": round_id,
-            "model_version": self._version,
-            "parent_version": self._parent,
-            "model_format": self._codec.kind,
-        }
-        atomic_write(self._state_dir / STATE_FILE, json.dumps(record).encode())
+        if self._state_dir is not None:
+            save_state(
+                self._state_dir, round_id, self._blob, self._version, self._parent, self._codec.kind
+            )
 
-    def _dispatch(self, state: _RoundState, sends: list[Send]) -> None:
+    def _dispatch(self, state: RoundState, sends: list[Send]) -> None:
         bodies: dict[int, bytes] = {}
         for send in sends:
             message = send.message
@@ -538,7 +475,7 @@ class FlCoordinatorService:
                 else:
                     self._enqueue(state, target, body)
 
-    def _enqueue(self, state: _RoundState, session: _Session, body: bytes) -> None:
+    def _enqueue(self, state: RoundState, session: Session, body: bytes) -> None:
         try:
             session.send.send_nowait(body)
             state.bytes_out[session.key] += len(body) + 4
@@ -559,7 +496,7 @@ class FlCoordinatorService:
             )
 
     async def _fetch_submission(
-        self, state: _RoundState, key: bytes, message: GradientSubmission
+        self, state: RoundState, key: bytes, message: GradientSubmission
     ) -> None:
         node = self._node
         assert node is not None
@@ -577,46 +514,14 @@ class FlCoordinatorService:
             return
         state.bytes_in[key] += len(data)
         try:
-            self._inbox_send.send_nowait(_InboundBlob(message.round_id, key, data))
+            self._inbox_send.send_nowait(InboundBlob(message.round_id, key, data))
         except trio.WouldBlock:
             self.stats.inbox_overflow += 1
 
-    def _report(self, state: _RoundState, parent: str) -> None:
-        coordinator = state.coordinator
-        outcome = coordinator.outcome
-        selection = coordinator.selection
-        selected = selection.selected if selection is not None else ()
-        report = CoordinatorReport(
-            round_id=coordinator.round_start.round_id if coordinator.round_start else 0,
-            completed=outcome is not None,
-            reason=coordinator.abort_reason or "",
-            parent_version=parent,
-            model_version=outcome.update.new_version if outcome else "",
-            ready=len(coordinator.ready_peers),
-            selected=tuple(peer_of_key(k) for k in selected),
-            survivors=tuple(peer_of_key(k) for k in outcome.survivors) if outcome else (),
-            dropped=tuple(peer_of_key(k) for k in outcome.dropped) if outcome else (),
-            stages=tuple(state.stages),
-            rejections=len(coordinator.rejections),
-            blob_failures=state.blob_failures,
-            seconds=trio.current_time() - state.started,
-            bytes_in={peer_of_key(k): v for k, v in state.bytes_in.items()},
-            bytes_out={peer_of_key(k): v for k, v in state.bytes_out.items()},
-        )
+    def _report(self, state: RoundState, parent: str) -> None:
+        report = round_report(state, parent)
         self.reports.append(report)
         self.rounds_ended += 1
         self._round_done.set()
         self._round_done = trio.Event()
         self._emit("fl_round_done", **report.to_json())
-
-
-async def _drain(channel: trio.MemoryReceiveChannel[Any]) -> None:
-    async for _ in channel:
-        pass
-
-
-async def _reset(stream: INetStream) -> None:
-    try:
-        await stream.reset()
-    except Exception as err:  # already closed or broken: nothing left to do
-        log.debug("resetting an fl stream failed: %r", err)

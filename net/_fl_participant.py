@@ -5,7 +5,8 @@ trusts (by peer id) it keeps a session: a persistent ``/p2pgo/fl/1`` stream it o
 itself (peers may sit behind NAT; the relay is reachable), re-opened with backoff when
 it drops. It says `FlHello` with the model it holds (and again whenever that changes);
 the coordinator answers with its current model (`FlModel`), which the peer fetches over
-``/p2pgo/blob/1`` if it lacks it.
+``/p2pgo/blob/1`` if it lacks it. That session (dialling, reconnecting, moving frames)
+is `net._fl_link`.
 
 Round messages from a coordinator go, in order, through one processing task per
 coordinator that drives an `fl.RoundParticipant` for the current round:
@@ -38,8 +39,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ from fl import (
     encode_round_message,
 )
 from net._errors import BlobError, ConfigError
+from net._fl_link import Link, follow
 from net._fl_local import (
     LEDGER_FILE,
     GoTrainer,
@@ -76,19 +77,14 @@ from net._fl_local import (
     saved_model,
 )
 from net._fl_protocol import (
-    FL_PROTOCOL,
-    GONE,
-    MAX_FRAME_TO_PARTICIPANT,
     MAX_MODEL_BLOB,
     AnchoredClock,
     EphemeralBlobStore,
     EventSink,
     FlFrame,
-    FlFrameError,
     FlHello,
     FlModel,
     FlRound,
-    FlStream,
     ModelCodec,
     ModelError,
     atomic_write,
@@ -109,24 +105,6 @@ log = logging.getLogger(__name__)
 
 class _TrainingFailed(Exception):
     """Local training raised; the peer goes silent for the round (a cheap dropout)."""
-
-
-@dataclass
-class _Coordinator:
-    peer_id: str
-    key: bytes
-    frames_send: trio.MemorySendChannel[FlFrame]
-    frames: trio.MemoryReceiveChannel[FlFrame]
-    outbox_send: trio.MemorySendChannel[bytes]
-    outbox: trio.MemoryReceiveChannel[bytes]
-    wake: trio.Event = field(default_factory=trio.Event)
-    participant: RoundParticipant | None = None
-    round_id: int = -1
-    last_start: RoundStart | None = None
-    last_status: str = ""
-    last_reason: str = ""
-    adopt_tried: bool = False
-    masked: list[bytes] = field(default_factory=list)
 
 
 class FlParticipantService:
@@ -172,7 +150,7 @@ class FlParticipantService:
         self._auto_join = auto_join
         self._budget_lock = trio.Lock()
         self._join_cap: float | None = None  # the confirmed epsilon of a pending join
-        self._latest: _Coordinator | None = None  # whose RoundStart came last
+        self._latest: Link | None = None  # whose RoundStart came last
         self._ledger = load_ledger(state_dir / LEDGER_FILE, epsilon_budget, delta)
         self._epsilon: float | None = None
         self._weights: NamedTensors | None = None
@@ -183,7 +161,7 @@ class FlParticipantService:
         self._epsilon_after = functools.lru_cache(maxsize=64)(epsilon_after)
         self._node: Node | None = None
         self._clock: AnchoredClock | None = None
-        self._by_key: dict[bytes, _Coordinator] = {}
+        self._by_key: dict[bytes, Link] = {}
         self.stats = ParticipantStats()
         self._model_changed = trio.Event()
 
@@ -265,6 +243,9 @@ class FlParticipantService:
         while self._version != version:
             await self._model_changed.wait()
 
+    def _hello(self) -> FlHello:
+        return FlHello(self._version, self._codec.kind if self._codec else "")
+
     def _emit(self, event: str, **fields: Any) -> None:
         if self._on_event is not None:
             node = self._node
@@ -281,9 +262,9 @@ class FlParticipantService:
             for peer_id, key in self._keys.items():
                 frames_send, frames = trio.open_memory_channel[FlFrame](64)
                 outbox_send, outbox = trio.open_memory_channel[bytes](64)
-                coordinator = _Coordinator(peer_id, key, frames_send, frames, outbox_send, outbox)
+                coordinator = Link(peer_id, key, frames_send, frames, outbox_send, outbox)
                 self._by_key[key] = coordinator
-                nursery.start_soon(self._follow, coordinator)
+                nursery.start_soon(follow, node, coordinator, self.stats, self._hello)
                 nursery.start_soon(self._process, coordinator)
             nursery.start_soon(self._watch_announcements, announcements)
             task_status.started()
@@ -304,76 +285,9 @@ class FlParticipantService:
             await node.ack(received)  # every time: a re-announce means our ack was lost
             coordinator.wake.set()
 
-    # -- the session -------------------------------------------------------------------
-
-    async def _follow(self, coordinator: _Coordinator) -> None:
-        """Keep a session open to `coordinator`, reconnecting with backoff."""
-        node = self._node
-        assert node is not None
-        backoff = 0.25
-        while True:
-            stream = None
-            try:
-                stream = await node.new_stream(coordinator.peer_id, FL_PROTOCOL)
-            except Exception as err:  # dial and negotiation failures come in many types
-                log.debug("no fl session with %s yet: %r", coordinator.peer_id, err)
-            if stream is not None:
-                self.stats.sessions_opened += 1
-                framed = FlStream(stream, max_frame=MAX_FRAME_TO_PARTICIPANT)
-                try:
-                    with trio.CancelScope() as scope:
-                        hello = FlHello(self._version, self._codec.kind if self._codec else "")
-                        await framed.send(hello)
-                        async with trio.open_nursery() as nursery:
-                            nursery.start_soon(self._guard, scope, self._read, coordinator, framed)
-                            nursery.start_soon(self._guard, scope, self._write, coordinator, framed)
-                except GONE as err:
-                    log.debug("fl session with %s failed: %r", coordinator.peer_id, err)
-                finally:
-                    self.stats.sessions_lost += 1
-                    with trio.CancelScope(shield=True):
-                        await _reset(stream)
-                if framed.bytes_in:  # it worked for a while: reconnect quickly
-                    backoff = 0.25
-            coordinator.wake = trio.Event()
-            with trio.move_on_after(backoff):  # reconnect pacing; an announcement wakes us
-                await coordinator.wake.wait()
-            backoff = min(backoff * 2, 2.0)
-
-    async def _guard(
-        self,
-        scope: trio.CancelScope,
-        body: Callable[[_Coordinator, FlStream], Any],
-        coordinator: _Coordinator,
-        framed: FlStream,
-    ) -> None:
-        try:
-            await body(coordinator, framed)
-        except FlFrameError as err:
-            self.stats.bad_frames += 1
-            log.info("fl session with %s dropped: %s", coordinator.peer_id, err)
-        except GONE as err:
-            log.debug("fl session with %s ended: %r", coordinator.peer_id, err)
-        finally:
-            scope.cancel()
-
-    async def _read(self, coordinator: _Coordinator, framed: FlStream) -> None:
-        while True:
-            before = framed.bytes_in
-            frame = await framed.receive()
-            if frame is None:
-                return
-            self.stats.bytes_received += framed.bytes_in - before
-            await coordinator.frames_send.send(frame)
-
-    async def _write(self, coordinator: _Coordinator, framed: FlStream) -> None:
-        async for body in coordinator.outbox:
-            await framed.send_raw(body)
-            self.stats.bytes_sent += len(body) + 4
-
     # -- processing --------------------------------------------------------------------
 
-    async def _process(self, coordinator: _Coordinator) -> None:
+    async def _process(self, coordinator: Link) -> None:
         while True:
             frame: FlFrame | None = None
             with trio.move_on_after(self._tick_s):  # the participant's timeouts need ticks
@@ -386,7 +300,7 @@ class FlParticipantService:
                 if participant.stage is ParticipantStage.FINISHED:
                     self._finish(coordinator, participant)
 
-    async def _on_frame(self, coordinator: _Coordinator, frame: FlFrame) -> None:
+    async def _on_frame(self, coordinator: Link, frame: FlFrame) -> None:
         if isinstance(frame, FlModel):
             await self._sync(coordinator, frame)
             return
@@ -414,7 +328,7 @@ class FlParticipantService:
             return
         await self._drive(coordinator, participant, message)
 
-    async def _on_start(self, coordinator: _Coordinator, start: RoundStart) -> None:
+    async def _on_start(self, coordinator: Link, start: RoundStart) -> None:
         if start == coordinator.last_start:
             return  # the same RoundStart again (sent on hello and broadcast)
         # The stream is ordered, so any other RoundStart is the coordinator's newest
@@ -475,7 +389,7 @@ class FlParticipantService:
             raise _TrainingFailed(f"{type(exc).__name__}: {exc}") from exc
 
     async def _drive(
-        self, coordinator: _Coordinator, participant: RoundParticipant, message: RoundMessage
+        self, coordinator: Link, participant: RoundParticipant, message: RoundMessage
     ) -> None:
         clock, node = self._clock, self._node
         assert clock is not None and node is not None
@@ -527,7 +441,7 @@ class FlParticipantService:
         if participant.stage is ParticipantStage.FINISHED:
             self._finish(coordinator, participant)
 
-    async def _adopt(self, coordinator: _Coordinator, participant: RoundParticipant) -> None:
+    async def _adopt(self, coordinator: Link, participant: RoundParticipant) -> None:
         verdict = participant.verdict
         assert verdict is not None and self._codec is not None
         if not verdict.adopt:
@@ -551,7 +465,7 @@ class FlParticipantService:
             epsilon=self._epsilon,
         )
 
-    async def _sync(self, coordinator: _Coordinator, frame: FlModel) -> None:
+    async def _sync(self, coordinator: Link, frame: FlModel) -> None:
         """Follow the coordinator's current model (joined late, refused, or behind)."""
         if frame.model_version == self._version:
             return
@@ -569,7 +483,7 @@ class FlParticipantService:
         self.stats.models_synced += 1
         self._emit("fl_model", model_version=self._version, source="sync")
 
-    async def _fetch_model(self, coordinator: _Coordinator, version: str) -> bytes:
+    async def _fetch_model(self, coordinator: Link, version: str) -> bytes:
         node = self._node
         assert node is not None
         with trio.fail_after(60):
@@ -596,7 +510,7 @@ class FlParticipantService:
 
     def _finish(
         self,
-        coordinator: _Coordinator,
+        coordinator: Link,
         participant: RoundParticipant,
         note: str = "",
         status: str = "",
@@ -621,10 +535,3 @@ class FlParticipantService:
             adopted=bool(verdict and verdict.adopt and verdict.new_version == self._version),
             model_version=self._version,
         )
-
-
-async def _reset(stream: Any) -> None:
-    try:
-        await stream.reset()
-    except Exception as err:  # already closed or broken: nothing left to do
-        log.debug("resetting an fl stream failed: %r", err)
