@@ -38,6 +38,10 @@ line of input is waiting; then it ends the reply with a blank line and the waiti
 command runs. (The next command is answered within one interval.) Called through
 the pure :meth:`GtpEngine.handle`, ``lz-analyze`` runs a single interval and returns
 one ``info`` line.
+
+The analysis commands live in :mod:`engine._gtp_analysis` (a mixin of
+:class:`GtpEngine`), and the error type and argument parsing in
+:mod:`engine._gtp_parse`; this module re-exports their public names.
 """
 
 from __future__ import annotations
@@ -48,9 +52,11 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 from engine._coords import CoordinateError, Point, check_size, from_gtp, to_gtp
+from engine._gtp_analysis import AnalysisCommands, SearchingPlayer, format_analysis
+from engine._gtp_parse import GtpError, _args, _color, _int, _one_line
+from engine._gtp_parse import _preprocess as _preprocess  # engine._gtp_main imports it here
 from engine._players import HeuristicPlayer, Player
 from engine._record import GameRecord, RecordError
 from engine._rules import (
@@ -62,7 +68,6 @@ from engine._rules import (
     fixed_handicap_points,
 )
 from engine._scoring import Score, estimate_dead, score
-from engine._search import SearchResult
 from engine._sgf import SgfError, dump_sgf, load_sgf
 
 __all__ = [
@@ -78,98 +83,13 @@ __all__ = [
 
 # The model shipped with the repository; p2pgo-gtp plays with it unless told otherwise.
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default-9x9.cbor"
-# lz-analyze without an interval reports once a second (the interval is in centiseconds).
-_DEFAULT_INTERVAL_CS = 100
-# Analysis stops growing the tree here (memory), and then only waits for the next command.
-_MAX_ANALYSIS_VISITS = 200_000
-
 ENGINE_NAME = "p2pgo"
 ENGINE_VERSION = "0.1.0"
 # An SGF file larger than this is not a game record; refuse rather than read it all.
 _MAX_SGF_BYTES = 8 * 1024 * 1024
-_CONTROL = {c: None for c in range(32) if c not in (9, 10)} | {127: None, 9: " "}
 
 
-class GtpError(Exception):
-    """A command failed; the message is what follows ``?`` in the reply."""
-
-
-def _preprocess(line: str) -> str:
-    """Clean one input line as GTP v2 section 3.1 prescribes."""
-    text = line.translate(_CONTROL)
-    return text.split("#", 1)[0].strip()
-
-
-def _one_line(text: str) -> str:
-    """Reply text with no empty line inside (an empty line ends a GTP reply).
-
-    A leading line break is kept: multi-line diagrams start below the ``=``.
-    """
-    lead = "\n" if text.startswith("\n") else ""
-    return lead + "\n".join(line for line in text.splitlines() if line.strip())
-
-
-def _color(text: str) -> Color:
-    try:
-        return Color.parse(text)
-    except ValueError:
-        raise GtpError("invalid color") from None
-
-
-def _int(text: str, what: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:  # also very long digit strings (Python refuses >4300 digits)
-        raise GtpError(f"{what} is not an integer") from None
-    return value
-
-
-def _args(args: Sequence[str], count: int, usage: str) -> None:
-    if len(args) != count:
-        raise GtpError(f"syntax error: expected {usage}")
-
-
-@runtime_checkable
-class SearchingPlayer(Protocol):
-    """A player that searches within a time budget and can analyse without playing."""
-
-    def choose(self, position: Position) -> Move: ...
-
-    def choose_with_budget(
-        self,
-        position: Position,
-        seconds: float | None,
-        on_progress: Callable[[SearchResult], None] | None = None,
-    ) -> Move: ...
-
-    def analyze(
-        self,
-        position: Position,
-        *,
-        seconds: float,
-        max_visits: int = ...,
-        on_progress: Callable[[SearchResult], None] | None = None,
-    ) -> SearchResult: ...
-
-
-def format_analysis(result: SearchResult, size: int) -> str:
-    """One Leela Zero ``info`` line for the candidates of a search (most visited first)."""
-    parts = []
-    order = 0
-    for stats in result.candidates:
-        if stats.visits <= 0:
-            continue
-        pv = " ".join(to_gtp(p, size) for p in stats.pv)
-        parts.append(
-            f"info move {to_gtp(stats.move, size)} visits {stats.visits} "
-            f"winrate {round(stats.winrate * 10000)} prior {round(stats.prior * 10000)} "
-            f"order {order} pv {pv}"
-        )
-        order += 1
-    return " ".join(parts)
-
-
-class GtpEngine:
+class GtpEngine(AnalysisCommands):
     """GTP v2 as a pure function of lines; see the module docstring.
 
     ``rules`` is a preset name for :meth:`Rules.named` (``chinese``, ``japanese``,
@@ -503,124 +423,6 @@ class GtpEngine:
 
     def _reg_genmove(self, args: list[str]) -> str:
         return self._generate(args, self._player, commit=False)
-
-    # ---- analysis (Leela Zero's lz-analyze, for Sabaki) ------------------------------
-
-    def _analysis_args(self, args: list[str]) -> tuple[Color, float]:
-        """``[color] [interval]`` plus Leela Zero's keyword options (ignored, except
-        ``interval``); the colour defaults to the side to move."""
-        color = self._playable().to_play
-        interval = _DEFAULT_INTERVAL_CS
-        rest = list(args)
-        if rest and rest[0].lower() in ("b", "w", "black", "white"):
-            color = _color(rest.pop(0))
-        if rest and rest[0].isdigit():
-            interval = _int(rest.pop(0), "interval")
-        while rest:
-            word = rest.pop(0).lower()
-            if word == "interval" and rest:
-                interval = _int(rest.pop(0), "interval")
-            elif word in ("minmoves", "maxmoves") and rest:
-                rest.pop(0)
-            elif word in ("avoid", "allow"):
-                rest[:] = rest[3:]  # color, vertices, until-move: not supported, ignored
-            else:
-                raise GtpError(f"syntax error: unexpected {word[:20]!r}")
-        if interval < 0 or interval > 360_000:
-            raise GtpError("syntax error: interval is 0 to 360000 centiseconds")
-        return color, (interval or _DEFAULT_INTERVAL_CS) / 100.0
-
-    def _searching_player(self) -> SearchingPlayer:
-        player = self._player
-        if not isinstance(player, SearchingPlayer):
-            raise GtpError("analysis needs the network player (start with --model)")
-        return player
-
-    def analyze_stream(
-        self,
-        args: list[str],
-        write: Callable[[str], None],
-        input_waiting: Callable[[float], bool],
-        ident: str = "",
-    ) -> None:
-        """``lz-analyze`` streaming: ``=``, one info line per interval, until input waits.
-
-        ``input_waiting(timeout)`` says whether a line of input is waiting (waiting up
-        to ``timeout`` seconds for one); the reply ends with a blank line.
-        """
-        try:
-            player = self._searching_player()
-            color, interval = self._analysis_args(args)
-            pos = self._position_for(color)
-        except GtpError as exc:
-            write(f"?{ident} {exc}\n\n")
-            return
-        write(f"={ident}\n")
-        if not pos.is_game_over:
-            while True:
-                result = player.analyze(pos, seconds=interval)
-                write(format_analysis(result, pos.size) + "\n")
-                if input_waiting(0.0):
-                    break
-                if result.visits >= _MAX_ANALYSIS_VISITS:
-                    while not input_waiting(interval):
-                        continue  # the tree is full: only wait for the next command
-                    break
-        write("\n")
-
-    def _lz_analyze(self, args: list[str]) -> str:
-        player = self._searching_player()
-        color, interval = self._analysis_args(args)
-        pos = self._position_for(color)
-        if pos.is_game_over:
-            return ""
-        return "\n" + format_analysis(player.analyze(pos, seconds=interval), pos.size)
-
-    def genmove_analyze_stream(
-        self, args: list[str], write: Callable[[str], None], ident: str = ""
-    ) -> None:
-        """``lz-genmove_analyze``: info lines while the move is searched, then ``play``."""
-        try:
-            player = self._searching_player()
-            color, interval = self._analysis_args(args)
-        except GtpError as exc:
-            write(f"?{ident} {exc}\n\n")
-            return
-        write(f"={ident}\n")
-        pos = self._position_for(color)
-        clock = [0.0]
-
-        def progress(result: SearchResult) -> None:
-            clock[0] += 0.2  # the search reports every 0.2 s
-            if clock[0] >= interval:
-                clock[0] = 0.0
-                write(format_analysis(result, pos.size) + "\n")
-
-        vertex = self._generate_with(color, player, progress)
-        write(f"play {vertex}\n\n")
-
-    def _generate_with(
-        self,
-        color: Color,
-        player: SearchingPlayer,
-        progress: Callable[[SearchResult], None] | None,
-    ) -> str:
-        pos = self._position_for(color)
-        if pos.is_game_over:
-            move = Move.pass_(color)
-        else:
-            move = player.choose_with_budget(pos, self.move_time(color), progress)
-        try:
-            self.play(move)
-        except IllegalMove:
-            move = Move.pass_(color)
-            self.play(move)
-        return to_gtp(move.point, self.size)
-
-    def _lz_genmove_analyze(self, args: list[str]) -> str:
-        player = self._searching_player()
-        color, _ = self._analysis_args(args)
-        return "\nplay " + self._generate_with(color, player, None)
 
     def _undo(self, args: list[str]) -> str:
         if len(self._stack) < 2:
