@@ -19,7 +19,7 @@ from pathlib import Path
 
 from p2pgo_tui._app import make_app
 from p2pgo_tui._engine import Color, Rules
-from p2pgo_tui._mcp_client import AiKind, build_ai
+from p2pgo_tui._model_ai import AiKind, build_ai
 from p2pgo_tui._netmodel import add_network_arguments, network_plan
 from p2pgo_tui._settings import DEFAULT_KOMI, HANDICAP_KOMI, GameSettings, SettingsError
 from p2pgo_tui._storage import StoreStorage, default_data_dir

@@ -12,7 +12,7 @@ with it again. Without that file the AI uses what the server calls "latest": the
 becomes the AI's: its bytes come from the network, so they go through the validating
 loader (``engine.nn.load_weights``) first, and a file that does not load raises
 :class:`ModelInstallError` and leaves the model in use as it was. The backends in
-``p2pgo_tui._mcp_client`` read :attr:`ModelChoice.current` on every request, so the next
+``p2pgo_tui._model_ai`` read :attr:`ModelChoice.current` on every request, so the next
 move and hint come from the new model: the MCP server is asked for that version by id
 (it rescans its directory on every request) and the in-process fallback reloads.
 

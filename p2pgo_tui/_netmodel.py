@@ -1,4 +1,4 @@
-"""The app's side of the network: plain records, the controller, and the game link.
+"""The app's side of the network: plain records, the controller, and the flags.
 
 Nothing here imports trio or libp2p, so the screens and the app import this module at
 start-up for free. :class:`NetworkHost` is what the app owns: it imports
@@ -7,12 +7,9 @@ usable, starts the runtime there (its own trio thread behind ``net.NetBridge``) 
 forwards the screens' requests to it. Until the network is up the screens show its
 :class:`NetStatus` instead of data.
 
-:class:`NetGameLink` joins one peer-to-peer game to the Board screen: it is the
-board's :class:`~p2pgo_tui.AiOpponent` (``choose`` runs in the board's worker thread)
-and the net side's source of our moves (its game policy runs in trio's worker
-threads). The two sides meet only through two thread-safe queues and one attribute
-the net thread replaces (the latest :class:`ClockSnapshot` of a timed game, which the
-screen reads on a timer); the net thread never calls into the UI.
+The game link (:class:`NetGameLink`) and its time control and clocks live in
+:mod:`p2pgo_tui._gamelink`; they are re-exported here, where the screens and the
+net runtime have always found them.
 """
 
 from __future__ import annotations
@@ -24,18 +21,23 @@ import enum
 import importlib
 import logging
 import math
-import queue
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from p2pgo_tui._engine import Color, GameRecord, Move, Position
+from p2pgo_tui._engine import GameRecord
+from p2pgo_tui._gamelink import (
+    LOW_TIME_S,
+    ClockSnapshot,
+    NetGameEnded,
+    NetGameLink,
+    TimeControl,
+)
 from p2pgo_tui._protocols import GameStorage
 from p2pgo_tui._roundsmodel import JoinQuote, RoundsView
-from p2pgo_tui._settings import GameSettings, SettingsError
+from p2pgo_tui._settings import GameSettings
 
 __all__ = [
     "LOW_TIME_S",
@@ -63,10 +65,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _TRAIN_GAMES = 200  # the newest stored games the player trains on
-# Below this a clock is shown in the warning colour, with tenths of a second.
-LOW_TIME_S = 10.0
-_MAX_MAIN_TIME_S = 3 * 60 * 60
-_MAX_INCREMENT_S = 600
 
 ModelSink = Callable[[str, Path], None]
 """Told a model version and the file that holds it."""
@@ -161,58 +159,6 @@ class GameResult:
     result: str
     moves: int
     record_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class TimeControl:
-    """A challenge's Fischer time control: main time, plus an increment after each move.
-
-    A main time of 0 means untimed (the increment is then ignored). Whole seconds,
-    as ``net.GameTerms`` carry them.
-    """
-
-    main_time_s: int = 0
-    increment_s: int = 0
-
-    def __post_init__(self) -> None:
-        if type(self.main_time_s) is not int or not 0 <= self.main_time_s <= _MAX_MAIN_TIME_S:
-            raise SettingsError(f"main time must be 0 to {_MAX_MAIN_TIME_S // 60} minutes")
-        if type(self.increment_s) is not int or not 0 <= self.increment_s <= _MAX_INCREMENT_S:
-            raise SettingsError(f"the increment must be 0 to {_MAX_INCREMENT_S} seconds")
-
-    @property
-    def timed(self) -> bool:
-        return self.main_time_s > 0
-
-    def describe(self) -> str:
-        """``5 min + 3 s``, ``30 s``, or ``untimed``."""
-        if not self.timed:
-            return "untimed"
-        minutes, seconds = divmod(self.main_time_s, 60)
-        main = f"{minutes} min" if not seconds else f"{self.main_time_s} s"
-        return main + (f" + {self.increment_s} s" if self.increment_s else "")
-
-
-@dataclass(frozen=True, slots=True)
-class ClockSnapshot:
-    """Both clocks of a timed game as the net last reported them (a ``game_clock`` event).
-
-    ``taken_at`` is ``time.monotonic()`` when it was read: the running side's clock
-    has gone down by the time since then (the screen counts down locally between
-    reports).
-    """
-
-    black_s: float
-    white_s: float
-    running: Color | None  # whose clock runs (None: stopped, or a move in flight)
-    taken_at: float
-
-    def remaining(self, color: Color, now: float) -> float:
-        """Seconds ``color`` has left at ``now`` (monotonic), never below zero."""
-        left = self.black_s if color is Color.BLACK else self.white_s
-        if color is self.running:
-            left -= max(0.0, now - self.taken_at)
-        return max(0.0, left)
 
 
 class _Runtime(Protocol):
@@ -417,85 +363,6 @@ class NetworkHost:
     async def resign(self, link: NetGameLink) -> None:
         """Resign ``link``'s game now, on either player's turn (nothing if it is over)."""
         await self._ready().resign(link)
-
-
-class NetGameEnded(Exception):
-    """The network game ended (or broke) while the board waited for the opponent."""
-
-
-class NetGameLink:
-    """One network game between the board and the net thread (see the module docstring).
-
-    Board side: :meth:`push_human_moves` after every change and :meth:`choose` for
-    the opponent's move. Net side: :meth:`deliver` the game's moves so far and
-    :meth:`next_move` for ours.
-    """
-
-    def __init__(
-        self,
-        human: Color,
-        *,
-        opponent_name: str = "peer",
-        time_control: TimeControl | None = None,
-    ) -> None:
-        self.human = human
-        self.opponent_name = opponent_name
-        self.time_control = time_control = time_control or TimeControl()
-        # Replaced whole by the net thread (one reference swap): the screen reads it.
-        self.clock: ClockSnapshot | None = None
-        if time_control.timed:
-            main = float(time_control.main_time_s)
-            self.clock = ClockSnapshot(main, main, None, time.monotonic())
-        self._ours: queue.Queue[Move | None] = queue.Queue()
-        self._theirs: queue.Queue[Move | None] = queue.Queue()
-        self._pushed = 0  # our moves handed to the net (board side only)
-        self._delivered = 0  # their moves handed to the board (net side only)
-        self._lock = threading.Lock()
-        self.closed_reason = ""
-
-    # -- the board's side (worker threads and the UI loop) -----------------------
-
-    def push_human_moves(self, position: Position) -> None:
-        """Hand the human's moves in ``position`` that the net has not seen yet."""
-        ours = [m for m in position.history() if m.color is self.human]
-        with self._lock:
-            fresh, self._pushed = ours[self._pushed :], max(self._pushed, len(ours))
-        for move in fresh:
-            self._ours.put(move)
-
-    def choose(self, position: Position) -> Move:
-        """The opponent's move (the board's ``AiOpponent``): waits for it to arrive."""
-        self.push_human_moves(position)
-        move = self._theirs.get()
-        if move is None:
-            raise NetGameEnded(self.closed_reason or "the game ended")
-        return move
-
-    # -- the net's side (trio worker threads) ---------------------------------------
-
-    def deliver(self, moves: Sequence[Move]) -> None:
-        """The game's moves so far: pass the opponent's new ones to the board."""
-        theirs = [m for m in moves if m.color is not self.human]
-        with self._lock:
-            fresh, self._delivered = theirs[self._delivered :], max(self._delivered, len(theirs))
-        for move in fresh:
-            self._theirs.put(move)
-
-    def update_clock(self, snapshot: ClockSnapshot) -> None:
-        """The net's latest view of both clocks (any thread)."""
-        self.clock = snapshot
-
-    def next_move(self) -> Move:
-        """Our next move (blocks until the human plays; resign once the link closes)."""
-        move = self._ours.get()
-        return Move.resign(self.human) if move is None else move
-
-    def close(self, reason: str) -> None:
-        """Wake both sides for good (the game ended, failed, or the app closes)."""
-        if not self.closed_reason:
-            self.closed_reason = reason
-        self._ours.put(None)
-        self._theirs.put(None)
 
 
 class LagProbe:

@@ -33,7 +33,6 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.reactive import reactive
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Static, Tree
@@ -49,7 +48,6 @@ from p2pgo_tui._netmodel import (
     NetGameEnded,
     NetGameLink,
     NetSnapshot,
-    NetStatus,
     NetworkError,
     NetworkHost,
     PeerView,
@@ -58,6 +56,7 @@ from p2pgo_tui._netmodel import (
     short_id,
 )
 from p2pgo_tui._panel import PanelView
+from p2pgo_tui._polling import PollingScreen
 from p2pgo_tui._services import AppServices
 from p2pgo_tui._session import Phase, describe_result
 from p2pgo_tui._settings import GameSettings
@@ -66,7 +65,6 @@ __all__ = ["ClockFace", "GameClocks", "NetGameScreen", "PeersScreen", "clock_fac
 
 log = logging.getLogger(__name__)
 
-_REFRESH_S = 2.0
 _CLOCK_TICK_S = 0.2  # how often a running clock is redrawn between the net's reports
 _LINK_STYLE = {
     LinkKind.DIRECT: "green",
@@ -80,9 +78,12 @@ def _link_text(peer: PeerView) -> Text:
     return Text(describe_link(peer.link, peer.latency_ms), style=_LINK_STYLE[peer.link])
 
 
-class PeersScreen(Screen[None]):
+class PeersScreen(PollingScreen[NetSnapshot]):
     """The peer graph and table; challenge the selected peer to a game."""
 
+    POLL_S = 2.0
+    POLL_GROUP = "peers"
+    POLL_FAILED = "cannot list peers"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "challenge", "Challenge"),
         Binding("ctrl+r", "refresh", "Refresh"),
@@ -103,11 +104,9 @@ class PeersScreen(Screen[None]):
     """
 
     def __init__(self, host: NetworkHost, services: AppServices) -> None:
-        super().__init__()
-        self.host = host
+        super().__init__(host)
         self.services = services
         self.snapshot: NetSnapshot | None = None
-        self._refreshing = False
         self._time_control = TimeControl()
 
     def compose(self) -> ComposeResult:
@@ -127,35 +126,12 @@ class PeersScreen(Screen[None]):
         self.query_one("#graph", Tree).border_title = "Peer graph"
         self.query_one("#peers", DataTable).border_title = "Peers"
         self.query_one("#peers", DataTable).focus()
-        self.set_interval(_REFRESH_S, self.action_refresh)
-        self.action_refresh()
+        self.start_polling()
 
-    # ---- fetching and drawing -------------------------------------------------------
+    # ---- fetching (PollingScreen) and drawing -----------------------------------------
 
-    def action_refresh(self) -> None:
-        if self._refreshing:
-            return  # the last request is still on the network thread
-        self._refreshing = True
-        self._fetch()
-
-    @work(group="peers", exit_on_error=False)
-    async def _fetch(self) -> None:
-        try:
-            if self.host.status is not NetStatus.UP:
-                self._status(self.host.describe())
-                return
-            try:
-                snapshot = await self.host.snapshot()
-            except Exception as exc:  # shown on the status line; the next refresh retries
-                log.warning("peer snapshot failed: %r", exc)
-                self._status(f"{self.host.describe()} · cannot list peers: {exc}")
-                return
-            self.show(snapshot)
-        finally:
-            self._refreshing = False
-
-    def _status(self, text: str) -> None:
-        self.query_one("#status", Static).update(text)
+    async def _poll(self) -> NetSnapshot:
+        return await self.host.snapshot()
 
     def show(self, snapshot: NetSnapshot) -> None:
         """Redraw the graph and the table from ``snapshot``."""

@@ -30,20 +30,19 @@ from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Sparkline, Static
 
 from p2pgo_tui._charts import format_duration
 from p2pgo_tui._dialogs import ConfirmDialog
 from p2pgo_tui._model_choice import ModelChoice
-from p2pgo_tui._netmodel import NetStatus, NetworkError, NetworkHost
+from p2pgo_tui._netmodel import NetworkError, NetworkHost
+from p2pgo_tui._polling import PollingScreen
 from p2pgo_tui._roundsmodel import JoinQuote, MyStatus, RoundSummary, RoundsView
 
 __all__ = ["RoundsScreen", "budget_text", "join_question"]
 
 log = logging.getLogger(__name__)
 
-_REFRESH_S = 1.0
 _STATUS_STYLE = {
     MyStatus.IDLE: "dim",
     MyStatus.JOINING: "yellow",
@@ -92,9 +91,12 @@ def join_question(quote: JoinQuote) -> str:
     )
 
 
-class RoundsScreen(Screen[None]):
+class RoundsScreen(PollingScreen[RoundsView]):
     """The federated rounds and the player's part in them (see the module docstring)."""
 
+    POLL_S = 1.0
+    POLL_GROUP = "rounds"
+    POLL_FAILED = "cannot read the rounds"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j", "join", "Join next round"),
         Binding("l", "leave", "Leave"),
@@ -119,11 +121,9 @@ class RoundsScreen(Screen[None]):
     """
 
     def __init__(self, host: NetworkHost, models: ModelChoice | None = None) -> None:
-        super().__init__()
-        self.host = host
+        super().__init__(host)
         self.models = models  # the AI's model: its version is marked "AI" in the table
         self.view: RoundsView | None = None
-        self._refreshing = False
         self._announced: set[int] | None = None  # rounds of ours whose end was told
 
     def compose(self) -> ComposeResult:
@@ -152,37 +152,15 @@ class RoundsScreen(Screen[None]):
         self.query_one("#versions").border_title = "Model versions"
         self.query_one("#charts").border_title = "Per round"
         self.query_one("#versions").focus()
-        self.set_interval(_REFRESH_S, self.action_refresh)
-        self.action_refresh()
+        self.start_polling()
 
-    # ---- fetching and drawing -------------------------------------------------------
+    # ---- fetching (PollingScreen) and drawing -----------------------------------------
 
-    def action_refresh(self) -> None:
-        if self._refreshing:
-            return  # the last request is still on the network thread
-        self._refreshing = True
-        self._fetch()
-
-    @work(group="rounds", exit_on_error=False)
-    async def _fetch(self) -> None:
-        try:
-            if self.host.status is not NetStatus.UP:
-                self._status(self.host.describe())
-                return
-            try:
-                view = await self.host.rounds()
-                if self.view is None:
-                    await self.host.prepare_rounds()
-            except Exception as exc:  # shown on the status line; the next refresh retries
-                log.warning("rounds view failed: %r", exc)
-                self._status(f"{self.host.describe()} · cannot read the rounds: {exc}")
-                return
-            self.show(view)
-        finally:
-            self._refreshing = False
-
-    def _status(self, text: str) -> None:
-        self.query_one("#status", Static).update(text)
+    async def _poll(self) -> RoundsView:
+        view = await self.host.rounds()
+        if self.view is None:
+            await self.host.prepare_rounds()
+        return view
 
     def show(self, view: RoundsView) -> None:
         """Redraw everything from ``view`` (and tell the player when their round ended)."""

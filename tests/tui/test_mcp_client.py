@@ -18,20 +18,22 @@ from engine import Color, HeuristicPlayer, Move, Position, from_gtp
 from p2pgo_tui import P2PGoApp, Suggestion
 from p2pgo_tui.__main__ import main
 from p2pgo_tui._mcp_client import (
-    AiKind,
     ClientState,
+    McpModelClient,
+    ModelServiceError,
+    ModelToolError,
+    ServerCommand,
+    server_command,
+)
+from p2pgo_tui._model_ai import (
+    AiKind,
     LocalModel,
     McpModel,
-    McpModelClient,
     ModelAdvisor,
     ModelAnswer,
     ModelOpponent,
-    ModelServiceError,
-    ModelToolError,
     MoveChoice,
-    ServerCommand,
     build_ai,
-    server_command,
 )
 from p2pgo_tui._model_choice import ModelChoice
 
@@ -263,7 +265,7 @@ def test_build_ai_chooses_mcp_only_when_a_model_exists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(McpModelClient, "start", lambda self: None)
-    monkeypatch.setattr("p2pgo_tui._mcp_client.DEFAULT_MODEL", tmp_path / "absent.cbor")
+    monkeypatch.setattr("p2pgo_tui._model_ai.DEFAULT_MODEL", tmp_path / "absent.cbor")
     setup = build_ai(None, tmp_path, seed=1)
     assert setup.kind is AiKind.HEURISTIC and setup.client is None
     assert isinstance(setup.ai, HeuristicPlayer)
@@ -303,7 +305,7 @@ def test_main_wires_the_ai_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_start_up_imports_neither_mcp_nor_torch() -> None:
     code = (
         "import sys\n"
-        "import p2pgo_tui.__main__, p2pgo_tui._mcp_client\n"
+        "import p2pgo_tui.__main__, p2pgo_tui._mcp_client, p2pgo_tui._model_ai\n"
         "heavy = ('mcp', 'torch', 'anyio', 'engine.nn', 'net')\n"
         "print([m for m in heavy if m in sys.modules])\n"
     )

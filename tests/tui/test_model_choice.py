@@ -20,7 +20,7 @@ from engine.nn import weights_id
 from p2pgo_tui import GameSettings, make_app
 from p2pgo_tui._board_screen import BoardScreen
 from p2pgo_tui._fl_runtime import RoundsRuntime
-from p2pgo_tui._mcp_client import (
+from p2pgo_tui._model_ai import (
     LocalModel,
     McpModel,
     ModelAdvisor,
