@@ -1,0 +1,245 @@
+"""Label the positions of recorded games with a stronger engine's moves (``p2pgo-label``).
+
+Imitating a teacher from the teacher's own games leaves the student helpless in the
+positions its own mistakes create: it never saw them. DAgger (Ross et al., 2011) fixes
+that by letting the student play, asking the teacher what it would have played in every
+position the student reached, and training on those answers. This tool is the asking
+step: it replays each SGF game in a GTP engine and, before every move, asks the engine
+for its move **without playing it** (GnuGo's ``reg_genmove``; engines without it get
+``genmove`` followed by ``undo``), then plays the move that was really played and goes
+on. The engine's answer is written into the move's comment as a one-move
+``p2pgo-visits:`` annotation, which :mod:`engine.nn._dataset` reads as the policy target
+for that position (the value target stays the game's real result). Typical use::
+
+    p2pgo-eval match --opponent "gnugo --mode gtp --level 1" --visits 0 --games 100 --sgf-dir ours/
+    p2pgo-label ours/ --engine "gnugo --mode gtp --level 10 --chinese-rules" --out labelled/ --jobs 2
+    p2pgo-train labelled/ other-games/ --init model.cbor ...
+
+Output files keep their names (prefixed with the source directory's name, so two runs'
+``game-000.sgf`` do not collide); an existing output is skipped, so an interrupted run
+continues where it stopped. A game the engine cannot follow (it rejects a recorded
+move, answers nonsense, dies or times out) is reported and not written; games with
+setup stones or handicap are skipped (their setup is not sent to the engine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import shlex
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from engine._coords import CoordinateError, Point, from_gtp, to_gtp
+from engine._gtp_client import GtpClient, GtpClientError
+from engine._record import GameRecord, RecordError
+from engine._sgf import SgfError, dump_sgf, load_sgf
+
+__all__ = ["LabelError", "LabelledGame", "label_record", "main"]
+
+LABEL_MARKER = "p2pgo-label:"  # the root comment line saying who labelled the game
+_VISITS_MARKER = "p2pgo-visits:"  # engine.nn._dataset reads this (kept in step there)
+
+
+class LabelError(Exception):
+    """A game the labelling engine could not follow; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledGame:
+    """A game with the engine's move before each recorded move, and how it went."""
+
+    record: GameRecord
+    labelled: int  # positions that got a label
+    agreed: int  # of those, where the engine's move is the one that was played
+    seconds: float
+
+
+def _gtp_point(point: Point | None, size: int) -> str:
+    return to_gtp(point, size) if point is not None else "pass"
+
+
+def _annotation(point: Point | None, size: int) -> str:
+    return f"{_VISITS_MARKER} {_gtp_point(point, size)}=1"
+
+
+class _Asker:
+    """How to ask one engine for its move without playing it."""
+
+    def __init__(self, client: GtpClient, *, use_reg_genmove: bool = True) -> None:
+        self.client = client
+        commands = set(client.send("list_commands").split())
+        self.reg_genmove = use_reg_genmove and "reg_genmove" in commands
+        if not self.reg_genmove and "undo" not in commands:
+            raise LabelError(f"{client.name} has neither reg_genmove nor undo")
+
+    def ask(self, letter: str) -> str:
+        if self.reg_genmove:
+            return self.client.send(f"reg_genmove {letter}").strip()
+        answer = self.client.send(f"genmove {letter}").strip()
+        if answer.lower() != "resign":
+            self.client.send("undo")
+        return answer
+
+
+def label_record(
+    record: GameRecord, client: GtpClient, *, engine_name: str, use_reg_genmove: bool = True
+) -> LabelledGame:
+    """Ask ``client`` for its move before every move of ``record`` (see the module docs).
+
+    Positions where the engine would resign keep their recorded move as the target
+    (nothing better is known there). ``use_reg_genmove=False`` asks with ``genmove``
+    and ``undo`` even when the engine has ``reg_genmove``. Raises :class:`LabelError`
+    for games it cannot follow.
+    """
+    if record.handicap or record.setup_black or record.setup_white:
+        raise LabelError("games with handicap or setup stones are not supported")
+    started = time.monotonic()
+    size = record.size
+    try:
+        positions = list(record.positions())
+    except RecordError as exc:
+        raise LabelError(f"the record is not a legal game: {exc}") from exc
+    comments = dict(record.comments)
+    labelled = agreed = 0
+    try:
+        asker = _Asker(client, use_reg_genmove=use_reg_genmove)
+        for command in (f"boardsize {size}", "clear_board", f"komi {record.rules.komi:g}"):
+            client.send(command)
+        for i, move in enumerate(record.moves):
+            if move.is_resign:
+                break
+            letter = move.color.letter.lower()
+            if move.color is positions[i].to_play:
+                answer = asker.ask(letter)
+                if answer.lower() != "resign":
+                    try:
+                        point = from_gtp(answer, size)
+                    except CoordinateError:
+                        raise LabelError(
+                            f"{engine_name} answered {answer[:40]!r} at move {i + 1}, not a move"
+                        ) from None
+                    comment = comments.get(i + 1, "")
+                    kept = [ln for ln in comment.splitlines() if not ln.startswith(_VISITS_MARKER)]
+                    comments[i + 1] = "\n".join([*kept, _annotation(point, size)])
+                    labelled += 1
+                    agreed += point == move.point
+            client.send(f"play {letter} {_gtp_point(move.point, size)}")
+    except GtpClientError as exc:
+        raise LabelError(f"{engine_name} failed: {exc}") from exc
+    root = [ln for ln in comments.get(0, "").splitlines() if not ln.startswith(LABEL_MARKER)]
+    comments[0] = "\n".join([*root, f"{LABEL_MARKER} engine={engine_name} labelled={labelled}"])
+    return LabelledGame(
+        replace(record, comments=comments), labelled, agreed, time.monotonic() - started
+    )
+
+
+def _sgf_files(paths: Sequence[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(p for p in path.iterdir() if p.suffix.lower() == ".sgf")
+        else:
+            yield path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="p2pgo-label",
+        description="Write a GTP engine's move before every move of recorded games into "
+        "their SGF comments, as policy targets for p2pgo-train (DAgger-style data: the "
+        "positions our network reaches, the moves a stronger engine would play there).",
+        epilog='example: p2pgo-label games/ --engine "/usr/games/gnugo --mode gtp --level 10 '
+        '--chinese-rules --capture-all-dead --positional-superko" --out labelled/ --jobs 2',
+    )
+    parser.add_argument("files", nargs="+", type=Path, help="SGF files or directories of them")
+    parser.add_argument("--engine", required=True, help="command line of the labelling engine")
+    parser.add_argument("--name", help="the engine's name in the root comment (default: program)")
+    parser.add_argument("--out", type=Path, required=True, help="directory for the labelled SGF")
+    parser.add_argument("--jobs", type=int, default=1, help="engines run at once (default 1)")
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds per engine command (default 120)"
+    )
+    return parser
+
+
+def _out_path(out: Path, source: Path) -> Path:
+    return out / f"{source.parent.name}-{source.name}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``p2pgo-label`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    engine_argv = shlex.split(args.engine)
+    if not engine_argv:
+        parser.error("--engine is empty")
+    if args.jobs < 1 or args.timeout <= 0:
+        parser.error("--jobs must be at least 1 and --timeout positive")
+    name = args.name or Path(engine_argv[0]).name
+    args.out.mkdir(parents=True, exist_ok=True)
+    todo = [p for p in _sgf_files(args.files) if not _out_path(args.out, p).exists()]
+    print(f"{len(todo)} games to label with {name}", file=sys.stderr, flush=True)
+    local = threading.local()
+    clients: list[GtpClient] = []
+    lock = threading.Lock()
+
+    def client() -> GtpClient:
+        # One engine per worker thread, restarted if a game killed it.
+        current: GtpClient | None = getattr(local, "client", None)
+        if current is None or not current.alive:
+            current = GtpClient(engine_argv, timeout=args.timeout, name=name)
+            local.client = current
+            with lock:
+                clients.append(current)
+        return current
+
+    def one(path: Path) -> LabelledGame:
+        try:
+            record = load_sgf(path.read_bytes())
+        except (OSError, SgfError) as exc:
+            raise LabelError(f"cannot read it: {exc}") from exc
+        return label_record(record, client(), engine_name=name)
+
+    done = failed = labelled = agreed = 0
+    started = time.monotonic()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            futures = {pool.submit(one, path): path for path in todo}
+            for future in concurrent.futures.as_completed(futures):
+                path = futures[future]
+                try:
+                    game = future.result()
+                except (LabelError, GtpClientError) as exc:
+                    failed += 1
+                    print(f"{path}: skipped: {exc}", file=sys.stderr, flush=True)
+                    continue
+                target = _out_path(args.out, path)
+                target.write_bytes(dump_sgf(game.record))
+                done += 1
+                labelled += game.labelled
+                agreed += game.agreed
+                share = game.agreed / game.labelled if game.labelled else 0.0
+                print(
+                    f"[{done + failed}/{len(todo)}] {path.name}: {game.labelled} positions, "
+                    f"{share:.0%} as played, {game.seconds:.1f} s -> {target}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        for c in clients:
+            c.close()
+    share = agreed / labelled if labelled else 0.0
+    print(
+        f"{done} games labelled ({failed} skipped), {labelled} positions, the engine agreed "
+        f"with the recorded move in {share:.1%}, {time.monotonic() - started:.0f} s",
+        flush=True,
+    )
+    return 0 if done or not todo else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
