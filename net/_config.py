@@ -4,11 +4,25 @@ Defaults work on one machine: listen on loopback with an OS-chosen port, no peer
 no relays, gossipsub tuned for small networks. Every value is checked when the
 config is built and a bad one raises `ConfigError` naming the key. Other tables in
 the same file (``[relay]``, ``[tui]``) belong to other components and are ignored.
+
+Configured ``peers`` are kept connected: whenever the node holds no connection to
+one, it redials it after ``redial_initial_s`` (jittered), doubling the wait after
+every attempt up to ``redial_max_s``; the wait starts over once a connection has
+lasted ``redial_max_s``. Gossipsub peer exchange (``gossip_px``) is off: a PRUNE's
+peer list would otherwise make us dial whatever addresses the pruning peer chose.
+For example::
+
+    [net]
+    peers = ["/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW..."]
+    redial_initial_s = 1.0
+    redial_max_s = 60.0
+    gossip_px = false
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -77,6 +91,14 @@ class NodeConfig:
     conn_prune_above: int = 192
     conn_prune_to: int = 128
     max_connections_per_peer: int = 3
+    # Redialing configured peers (see the module docstring). `redial_check_s` is only
+    # a backstop: a disconnect wakes the keeper at once through the swarm's notifee.
+    redial_initial_s: float = 1.0
+    redial_max_s: float = 60.0
+    redial_check_s: float = 10.0
+    # Gossipsub peer exchange, off: with it a PRUNE names up to 16 peers that we then
+    # dial, so any peer would choose whom we connect to (see `Node`).
+    gossip_px: bool = False
 
     def __post_init__(self) -> None:
         if not self.listen:
@@ -97,6 +119,8 @@ class NodeConfig:
             "clock_skew_s": self.clock_skew_s,
             "blob_chunk_size": self.blob_chunk_size,
             "blob_streams_per_peer": self.blob_streams_per_peer,
+            "redial_initial_s": self.redial_initial_s,
+            "redial_check_s": self.redial_check_s,
         }
         for key, value in positive.items():
             if value <= 0:
@@ -111,6 +135,14 @@ class NodeConfig:
             raise ConfigError(
                 "max_connections and max_connections_per_peer must be at least 1, got "
                 f"{self.max_connections}, {self.max_connections_per_peer}"
+            )
+        for key in ("redial_initial_s", "redial_max_s", "redial_check_s"):
+            if not math.isfinite(getattr(self, key)):
+                raise ConfigError(f"{key} must be a finite number of seconds")
+        if not self.redial_initial_s <= self.redial_max_s:
+            raise ConfigError(
+                "redial_max_s must be at least redial_initial_s, got "
+                f"{self.redial_max_s} < {self.redial_initial_s}"
             )
         if self.blob_bytes_per_s < 0:
             raise ConfigError(f"blob_bytes_per_s must be >= 0, got {self.blob_bytes_per_s}")
@@ -164,6 +196,10 @@ class NodeConfig:
                 ):
                     raise ConfigError(f"{key} must be a list of multiaddr strings")
                 kwargs[key] = tuple(value)
+            elif isinstance(default, bool):  # before int: a bool is an int to Python
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{key} must be true or false, got {value!r}")
+                kwargs[key] = value
             elif isinstance(default, float):
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise ConfigError(f"{key} must be a number, got {value!r}")

@@ -9,7 +9,11 @@ registers ``/p2pgo/blob/1``, dials the configured peers and calls
 The node dials only what it is asked to (configured peers, `connect`, services such
 as relays, DCUtR and games): py-libp2p's background AutoConnector, which would dial
 every peer in the peerstore towards ~200 connections, is kept stopped, and the
-swarm's connection caps and pruning come from `NodeConfig`.
+swarm's connection caps and pruning come from `NodeConfig`. In its place, one keeper
+task per configured peer redials it with exponential backoff whenever no connection
+to it is open (relays have their own keeper in `net._relay`). Gossipsub peer exchange
+is off unless `NodeConfig.gossip_px` says otherwise: py-libp2p dials the peers listed
+in any PRUNE it receives, which would let every peer choose whom we dial.
 
 Defences, because a peer's bad input must never kill the host:
 - only Noise is offered for security (py-libp2p's default also accepts plaintext and
@@ -27,6 +31,7 @@ Critical announcements are re-sent until enough peers ack them
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -69,6 +74,8 @@ from net._identity import Identity
 from net._wire import Ack, Message, SignedEnvelope, decode, encode
 
 ANNOUNCE_TOPIC = "p2pgo/announce/1"
+_PX_PEERS = 16  # py-libp2p's default, used only when `NodeConfig.gossip_px` is on
+_REDIAL_WARN_EVERY_S = 60.0  # a peer down for hours should not flood the log
 log = logging.getLogger(__name__)
 
 
@@ -110,6 +117,9 @@ class NodeStats:
     rejections: RejectionCounters = field(default_factory=RejectionCounters)
     handler_errors: Counter[str] = field(default_factory=Counter)
     dropped_deliveries: int = 0  # a subscriber's buffer was full
+    # Dials of configured peers by their keepers after the first one at start.
+    redial_attempts: int = 0
+    redial_successes: int = 0
 
 
 class _ConnectionTracker(INotifee):
@@ -118,16 +128,26 @@ class _ConnectionTracker(INotifee):
     When a whole trio run is cancelled at once (two nodes in one process, or a test),
     py-libp2p's connection tasks die before `host.close()` sees them and the TCP
     socket is left to the garbage collector (a ResourceWarning).
+    It also wakes the peer keepers (`changed`) when a connection opens or closes.
     """
 
     def __init__(self) -> None:
         self._conns: set[INetConn] = set()
+        # Set and replaced on every change; the swarm updates its connection table
+        # before it notifies, so a woken task sees the new state.
+        self.changed = trio.Event()
+
+    def _signal(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         self._conns.add(conn)
+        self._signal()
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
         self._conns.discard(conn)
+        self._signal()
 
     async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
         return None
@@ -208,6 +228,7 @@ class Node:
         self.peer_id = self.identity.peer_id
         self.public_key = self.identity.public_key
         self.stats = NodeStats()
+        self._rng = random.Random()  # redial jitter; not security sensitive
         self._signer = Signer(self.identity.signing_key, clock=clock)
         self._verifier = EnvelopeVerifier(
             clock=clock, max_skew_s=config.clock_skew_s, max_size=config.max_gossip_bytes
@@ -260,6 +281,13 @@ class Node:
             # Its IP-diversity grafting assumes peers on many addresses; on loopback or
             # one LAN every peer shares an IP and it only churns the small mesh.
             eclipse_protection_enabled=False,
+            # Peer exchange off (both ways) unless configured: on receiving a PRUNE,
+            # 0.8.1 dials up to px_peers_count of the peers it lists, whatever do_px
+            # says, so any peer could choose whom we dial; we dial only configured
+            # peers and relays. 0 slices the list to nothing (`_do_px`); do_px=False
+            # keeps our PRUNEs from handing our peers' records out.
+            do_px=self.config.gossip_px,
+            px_peers_count=_PX_PEERS if self.config.gossip_px else 0,
         )
         pubsub = Pubsub(host, gossipsub)
         tracker = _ConnectionTracker()
@@ -283,6 +311,8 @@ class Node:
                     async with trio.open_nursery() as dialers:
                         for addr in self.config.peers:
                             dialers.start_soon(self._dial_logged, addr)
+                    for addr in self.config.peers:
+                        nursery.start_soon(self._keep_peer, addr, host, tracker)
                     task_status.started()
                     await trio.sleep_forever()
                 finally:
@@ -343,6 +373,67 @@ class Node:
             await self.connect(addr)
         except Exception as err:  # a dead bootstrap peer must not stop the node
             log.warning("could not connect to %s: %r", addr, err)
+
+    async def _keep_peer(self, addr: str, host: IHost, tracker: _ConnectionTracker) -> None:
+        """Redial configured peer `addr` whenever no connection (direct or relayed) is open.
+
+        The wait doubles after every attempt from `redial_initial_s` to `redial_max_s`,
+        jittered down to half so nodes that lost the same peer do not redial in step; it
+        starts over only after a connection lasted `redial_max_s`, so a peer that
+        accepts and drops at once is not redialled in a tight loop.
+        """
+        target = multiaddr.Multiaddr(addr).get_peer_id()  # the target of a circuit address
+        if target is None or target == self.peer_id:  # config validation requires /p2p/
+            return
+        peer = ID.from_base58(target)
+        cfg = self.config
+        connections = host.get_network().connections
+        delay = cfg.redial_initial_s
+        failures = 0  # failed attempts since the last connection
+        last_warning = -_REDIAL_WARN_EVERY_S
+        while True:
+            if peer in connections:
+                since = trio.current_time()
+                while peer in connections:
+                    changed = tracker.changed
+                    # A backstop timer, not sequencing: a lost notification cannot
+                    # leave the peer unwatched for longer than this.
+                    with trio.move_on_after(cfg.redial_check_s):
+                        await changed.wait()
+                if trio.current_time() - since >= cfg.redial_max_s:
+                    delay = cfg.redial_initial_s
+                log.info("configured peer %s disconnected; redialing", target)
+            await trio.sleep(delay * self._rng.uniform(0.5, 1.0))  # the backoff itself
+            delay = min(delay * 2, cfg.redial_max_s)
+            if peer in connections:  # it dialled us, or someone else reconnected it
+                failures = 0
+                continue
+            self.stats.redial_attempts += 1
+            # The swarm refuses to dial a peer for 60 s after all its addresses
+            # failed (its negative cache); this keeper does the rate limiting.
+            network = host.get_network()
+            if isinstance(network, Swarm):
+                network.unblock_peer(peer)
+            try:
+                await self.connect(addr)
+            except Exception as err:  # dial failures come in many types
+                failures += 1
+                now = trio.current_time()
+                if now - last_warning >= _REDIAL_WARN_EVERY_S:
+                    last_warning = now
+                    log.warning(
+                        "redial of %s failed (%d attempts so far, next in <= %.1f s): %r",
+                        addr,
+                        failures,
+                        delay,
+                        err,
+                    )
+                else:
+                    log.debug("redial of %s failed: %r", addr, err)
+                continue
+            self.stats.redial_successes += 1
+            log.info("reconnected to %s after %d failed attempts", addr, failures)
+            failures = 0
 
     # -- gossip ----------------------------------------------------------------
 
