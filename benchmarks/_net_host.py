@@ -8,12 +8,15 @@ stdin line ``publish N INTERVAL ACKS`` makes node 0 announce round 0 until ACKS 
 acked it (``warm``), then publish rounds 1..N every INTERVAL seconds (``sent``, with
 the publish times). On stdin EOF every process prints ``arrivals`` (per node: round
 id -> time, and how many peers it is connected to by then) and exits; printing only
-then keeps stdout writes out of the measured path.
+then keeps stdout writes out of the measured path. With ``--profile PATH`` a stdin line
+``profile`` starts cProfile (after the warm-up, so only the measured run is profiled)
+and the stats go to PATH at EOF.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import sys
 import time
@@ -49,8 +52,9 @@ async def _listen(
             await node.ack(received)
 
 
-async def _commands(node: Node, nursery: trio.Nursery) -> None:
-    """Read stdin lines until EOF; ``publish N INTERVAL ACKS`` starts the publisher."""
+async def _commands(node: Node, nursery: trio.Nursery, profiler: cProfile.Profile | None) -> None:
+    """Read stdin lines until EOF; ``publish N INTERVAL ACKS`` starts the publisher,
+    ``profile`` starts the profiler (if any)."""
     stdin = trio.lowlevel.FdStream(sys.stdin.fileno())
     buffer = b""
     while chunk := await stdin.receive_some(1024):
@@ -61,6 +65,8 @@ async def _commands(node: Node, nursery: trio.Nursery) -> None:
             if verb == "publish":
                 count, interval, acks = int(rest[0]), float(rest[1]), int(rest[2])
                 nursery.start_soon(_publish, node, count, interval, acks)
+            elif verb == "profile" and profiler is not None:
+                profiler.enable()
 
 
 async def _publish(node: Node, count: int, interval: float, acks: int) -> None:
@@ -103,9 +109,13 @@ async def _run(args: argparse.Namespace) -> None:
             nursery.start_soon(_listen, node, await node.subscribe(ANNOUNCE_TOPIC), arrivals[i])
             nodes.append(node)
             _emit("listening", node=i, peer_id=node.peer_id, addrs=list(node.listen_addrs))
+        profiler = cProfile.Profile() if args.profile else None
         async with trio.open_nursery() as publishers:
-            await _commands(nodes[0], publishers)
+            await _commands(nodes[0], publishers, profiler)
             publishers.cancel_scope.cancel()
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
         _emit(
             "arrivals",
             nodes=[
@@ -124,6 +134,7 @@ def main() -> None:
     p.add_argument("--degree", type=int)
     p.add_argument("--degree-low", type=int)
     p.add_argument("--degree-high", type=int)
+    p.add_argument("--profile", help="write cProfile stats of the measured run here")
     trio.run(_run, p.parse_args())
 
 

@@ -8,7 +8,10 @@ Node 0 of the last process waits until all nine others ack a warm-up announcemen
 (the mesh reaches everyone), then publishes `--announcements` rounds every
 `--interval` s; every receiver timestamps delivery with the wall clock (one machine,
 one clock). Latency is publish call to delivery by our validator-checked subscription,
-per (announcement, receiver); prints p50/p95/max and the loss.
+per (announcement, receiver); prints p50/p95/max and the loss. `--profile DIR` runs
+cProfile in every host process during the measured part only and prints the top
+functions of all processes together (share of profiled CPU, own and cumulative):
+profiling slows the hosts, so its latencies are not comparable with plain runs.
 
 Memory per peer and the 8 MiB blob transfer run in this process (trio). Prints JSON
 lines; the whole run takes about a minute on the shared 2-core machine.
@@ -20,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import os
+import pstats
 import queue
 import statistics
 import subprocess
@@ -127,16 +131,27 @@ def announce_latency(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         )
         if value is not None
     ]
+    profiles = [args.profile / f"p{i}.prof" for i in range(len(split))] if args.profile else []
+
+    def profiling(index: int) -> list[str]:
+        return ["--profile", str(profiles[index])] if profiles else []
+
     deadline = time.monotonic() + 120
     hosts: list[_Host] = []
     try:
-        first = _Host(root / "p0", "--nodes", str(split[0]), *tuning)
+        first = _Host(root / "p0", "--nodes", str(split[0]), *tuning, *profiling(0))
         hosts.append(first)
         addrs = [first.wait_for("listening", deadline)["addrs"][0] for _ in range(split[0])]
         for index, count in enumerate(split[1:], start=1):
             # Each later process dials a different node of the first one.
             host = _Host(
-                root / f"p{index}", "--nodes", str(count), "--connect", addrs[-index], *tuning
+                root / f"p{index}",
+                "--nodes",
+                str(count),
+                "--connect",
+                addrs[-index],
+                *tuning,
+                *profiling(index),
             )
             hosts.append(host)
             for _ in range(count):
@@ -149,6 +164,11 @@ def announce_latency(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         )
         publisher.proc.stdin.flush()
         warm = publisher.wait_for("warm", deadline)
+        if profiles:
+            for host in hosts:
+                assert host.proc.stdin is not None
+                host.proc.stdin.write("profile\n")
+                host.proc.stdin.flush()
         cpu_before = _cpu_seconds(pids)  # after the warm-up, which has its own settle time
         published = publisher.wait_for("sent", deadline)
         sent = {int(k): v for k, v in published["times"].items()}
@@ -179,6 +199,8 @@ def announce_latency(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "delivered": len(latencies),
         "expected": expected,
         "warm_up_s": warm["seconds"],
+        # Fewer than peers - 1 means the warm-up gave up (60 s) on a split mesh.
+        "warm_up_ackers": warm["ackers"],
         "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
         "p95_ms": round(_quantile(latencies, 0.95), 1) if latencies else None,
         "max_ms": round(max(latencies), 1) if latencies else None,
@@ -195,6 +217,32 @@ def announce_latency(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "dialled_peers_per_node_mean": round(2 * _dialled_links(split) / sum(split), 2),
         "peers_per_node_max": max(n["peers"] for n in nodes),
         "load_1min": round(os.getloadavg()[0], 2),
+    }
+
+
+def profile_summary(paths: list[Path], top: int) -> dict[str, Any]:
+    """The `top` functions by own time over all hosts' cProfile stats, as shares."""
+    stats = pstats.Stats(*(str(p) for p in paths))
+    entries = stats.stats  # type: ignore[attr-defined]  # (file, line, name) -> (cc, nc, tt, ct, callers)
+    total = sum(tt for _, _, tt, _, _ in entries.values())
+
+    def row(key: tuple[str, int, str], value: tuple[Any, ...]) -> dict[str, Any]:
+        filename, line, name = key
+        where = filename.split("site-packages/")[-1].replace(str(REPO_ROOT) + "/", "")
+        return {
+            "function": f"{where}:{line}({name})",
+            "calls": value[1],
+            "own_pct": round(100 * value[2] / total, 1),
+            "cum_pct": round(100 * value[3] / total, 1),
+        }
+
+    ordered = sorted(entries.items(), key=lambda kv: kv[1][2], reverse=True)
+    by_cum = sorted(entries.items(), key=lambda kv: kv[1][3], reverse=True)
+    return {
+        "bench": "net_announce_profile",
+        "profiled_cpu_s": round(total, 2),
+        "top_own": [row(k, v) for k, v in ordered[:top]],
+        "top_cumulative": [row(k, v) for k, v in by_cum[:top]],
     }
 
 
@@ -264,10 +312,17 @@ def main() -> None:
     p.add_argument("--degree-high", type=int)
     p.add_argument("--latency-only", action="store_true")
     p.add_argument("--logs", type=Path, help="keep the host processes' data and stderr here")
+    p.add_argument("--profile", type=Path, help="cProfile the hosts; stats files go here")
+    p.add_argument("--profile-top", type=int, default=30, help="functions to list")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as root:
         hosts = args.logs or Path(root) / "hosts"
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
         print(json.dumps(announce_latency(args, hosts)), flush=True)
+        if args.profile is not None:
+            paths = sorted(args.profile.glob("p*.prof"))
+            print(json.dumps(profile_summary(paths, args.profile_top)), flush=True)
         if not args.latency_only:
             trio.run(_memory_and_blob, Path(root) / "memory")
 

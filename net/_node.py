@@ -71,6 +71,7 @@ from net._envelope import (
 )
 from net._errors import BlobError, NetError
 from net._identity import Identity
+from net._libp2p_tuning import tune_host
 from net._wire import Ack, Message, SignedEnvelope, decode, encode
 
 ANNOUNCE_TOPIC = "p2pgo/announce/1"
@@ -265,6 +266,9 @@ class Node:
             connection_config=_connection_config(self.config),
         )
         _disable_auto_dial(host)
+        # Skips re-verifying unchanged signed peer records on every gossip RPC and
+        # batches Yamux window updates (net/_libp2p_tuning.py; cut CPU per hop).
+        tune_host(host)
         gossipsub = GossipSub(
             # 1.1 first: the dialer's first choice is what both sides speak on our
             # stream. Under 1.2 py-libp2p 0.8.1 sends an IDONTWANT RPC to every mesh
