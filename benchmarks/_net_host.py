@@ -7,7 +7,8 @@ proves the mesh reaches everyone) and records the wall-clock arrival time
 stdin line ``publish N INTERVAL ACKS`` makes node 0 announce round 0 until ACKS peers
 acked it (``warm``), then publish rounds 1..N every INTERVAL seconds (``sent``, with
 the publish times). On stdin EOF every process prints ``arrivals`` (per node: round
-id -> time, and how many peers it is connected to by then) and exits; printing only
+id -> time, how many peers it is connected to by then and how many gossip messages
+its validator rejected, by reason) and exits; printing only
 then keeps stdout writes out of the measured path. With ``--profile PATH`` a stdin line
 ``profile`` starts cProfile (after the warm-up, so only the measured run is profiled)
 and the stats go to PATH at EOF.
@@ -24,7 +25,15 @@ from pathlib import Path
 
 import trio
 
-from net import Identity, MemoryBlobStore, Node, NodeConfig, Received, RoundAnnouncement
+from net import (
+    Identity,
+    MemoryBlobStore,
+    Node,
+    NodeConfig,
+    Received,
+    Rejection,
+    RoundAnnouncement,
+)
 from net._node import ANNOUNCE_TOPIC
 
 ACK_EVERY_S = 2.0
@@ -119,7 +128,13 @@ async def _run(args: argparse.Namespace) -> None:
         _emit(
             "arrivals",
             nodes=[
-                {"peer_id": n.peer_id, "times": a, "peers": len(n.connected_peers())}
+                {
+                    "peer_id": n.peer_id,
+                    "times": a,
+                    "peers": len(n.connected_peers()),
+                    # Gossip our validator refused, by reason (a REPLAY is a late copy).
+                    "rejected": {r.value: n.stats.rejections.total(r) for r in Rejection},
+                }
                 for n, a in zip(nodes, arrivals, strict=True)
             ],
         )

@@ -190,6 +190,9 @@ def announce_latency(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             continue
         latencies += [(times[r] - t) * 1000 for r, t in sent.items() if r in times]
     expected = len(sent) * (sum(split) - 1)
+    # py-libp2p's warning when a peer GRAFTs inside our window after a PRUNE: the start
+    # of the prune/graft cycles that cut hubs' subtrees off (docs/net-notes.md).
+    floods = sum(h.log.read_text(errors="replace").count("GRAFT flood detected") for h in hosts)
     return {
         "bench": "net_announce_latency",
         "peers": sum(split),
@@ -201,6 +204,13 @@ def announce_latency(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "warm_up_s": warm["seconds"],
         # Fewer than peers - 1 means the warm-up gave up (60 s) on a split mesh.
         "warm_up_ackers": warm["ackers"],
+        "graft_flood_warnings": floods,
+        # Refused by the receivers' validators, by reason, all nodes together (warm-up
+        # and acks included): REPLAY counts late copies the replay window refused.
+        "rejected": {
+            reason: sum(n.get("rejected", {}).get(reason, 0) for n in nodes)
+            for reason in sorted({r for n in nodes for r in n.get("rejected", {})})
+        },
         "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
         "p95_ms": round(_quantile(latencies, 0.95), 1) if latencies else None,
         "max_ms": round(max(latencies), 1) if latencies else None,

@@ -1,8 +1,8 @@
 """The node runtime: one libp2p host, gossipsub with our validators, the blob protocol.
 
 `Node.run` is a trio service: it builds the host (TCP + Noise + Yamux, our Ed25519
-identity), starts pubsub/gossipsub with a 1 s heartbeat and small-network degrees,
-registers ``/p2pgo/blob/1``, dials the configured peers and calls
+identity), starts pubsub/gossipsub with a 1 s heartbeat and small-network degrees
+(`net._gossipsub`), registers ``/p2pgo/blob/1``, dials the configured peers and calls
 ``task_status.started()`` once listening. Everything else (`subscribe`, `publish`,
 `fetch_blob`, ...) is called from trio tasks while `run` is running.
 
@@ -49,7 +49,6 @@ from libp2p.network.config import ConnectionConfig
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
-from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
@@ -70,12 +69,12 @@ from net._envelope import (
     payload_id,
 )
 from net._errors import BlobError, NetError
+from net._gossipsub import ValidatedMessages, build_gossipsub
 from net._identity import Identity
 from net._libp2p_tuning import tune_host
-from net._wire import Ack, Message, SignedEnvelope, decode, encode
+from net._wire import Ack, Message, SignedEnvelope, encode
 
 ANNOUNCE_TOPIC = "p2pgo/announce/1"
-_PX_PEERS = 16  # py-libp2p's default, used only when `NodeConfig.gossip_px` is on
 _REDIAL_WARN_EVERY_S = 60.0  # a peer down for hours should not flood the log
 log = logging.getLogger(__name__)
 
@@ -246,6 +245,7 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self._listeners: dict[str, list[trio.MemorySendChannel[Received]]] = {}
         self._acks: dict[bytes, set[bytes]] = {}  # payload id -> ackers' public keys
+        self._validated = ValidatedMessages()  # the validator's decodings, for `_pump`
         self._ack_changed = trio.Event()
 
     # -- lifecycle -------------------------------------------------------------
@@ -269,30 +269,8 @@ class Node:
         # Skips re-verifying unchanged signed peer records on every gossip RPC and
         # batches Yamux window updates (net/_libp2p_tuning.py; cut CPU per hop).
         tune_host(host)
-        gossipsub = GossipSub(
-            # 1.1 first: the dialer's first choice is what both sides speak on our
-            # stream. Under 1.2 py-libp2p 0.8.1 sends an IDONTWANT RPC to every mesh
-            # peer for every message, however small, before forwarding it; on ten
-            # peers that tripled the RPCs and took announce latency from ~40 ms to
-            # seconds (benchmarks/bench_net.py). 1.2 is still accepted from others.
-            protocols=[PROTOCOL_ID_V11, PROTOCOL_ID_V12, PROTOCOL_ID],
-            degree=self.config.gossip_degree,
-            degree_low=self.config.gossip_degree_low,
-            degree_high=self.config.gossip_degree_high,
-            heartbeat_interval=self.config.heartbeat_interval,
-            heartbeat_initial_delay=0.1,
-            max_messages_per_topic_per_second=self.config.gossip_rate_limit,
-            # Its IP-diversity grafting assumes peers on many addresses; on loopback or
-            # one LAN every peer shares an IP and it only churns the small mesh.
-            eclipse_protection_enabled=False,
-            # Peer exchange off (both ways) unless configured: on receiving a PRUNE,
-            # 0.8.1 dials up to px_peers_count of the peers it lists, whatever do_px
-            # says, so any peer could choose whom we dial; we dial only configured
-            # peers and relays. 0 slices the list to nothing (`_do_px`); do_px=False
-            # keeps our PRUNEs from handing our peers' records out.
-            do_px=self.config.gossip_px,
-            px_peers_count=_PX_PEERS if self.config.gossip_px else 0,
-        )
+        # Small-mesh settings and the reasons for each: net/_gossipsub.py.
+        gossipsub = build_gossipsub(self.config)
         pubsub = Pubsub(host, gossipsub)
         tracker = _ConnectionTracker()
         host.get_network().register_notifee(tracker)
@@ -475,6 +453,7 @@ class Node:
                     "rejected gossip from %s: %s (%s)", peer, verdict.reason.value, verdict.detail
                 )
                 return False
+            self._validated.put(msg.data, verdict)
             return True
 
         return validate
@@ -483,9 +462,7 @@ class Node:
         while True:
             msg = await subscription.get()
             # The validator accepted these bytes already; decoding cannot fail.
-            envelope = decode(msg.data)
-            assert isinstance(envelope, SignedEnvelope)
-            message = decode(envelope.payload)
+            envelope, message = self._validated.take(msg.data)
             received = Received(topic, message, envelope, ID(msg.from_id).to_base58())
             if isinstance(message, Ack):
                 self._acks.setdefault(message.ref, set()).add(envelope.sender)
