@@ -8,15 +8,19 @@ reason: size, decoding, topic, signature, timestamp window (against an injected
 clock), replay. Replay state is only updated for envelopes that passed every other
 check, so forged messages cannot poison it.
 
-Replay memory is bounded: per sender the highest sequence number and the set of
-numbers seen within `replay_window` below it; at most `max_senders` senders (least
-recently heard forgotten first). A forgotten sender's old envelopes are still refused
-by the timestamp window, which is why both checks exist.
+Replay memory is bounded: per sender the last `replay_window` sequence numbers
+accepted, counted in messages (sequence numbers are microsecond timestamps, so a
+window in number space would be a fraction of a millisecond and refuse any message
+gossip delivers behind a later one); a number below all of those once the window is
+full is too old to tell and refused. At most `max_senders` senders are remembered
+(least recently heard forgotten first). A forgotten sender's old envelopes are still
+refused by the timestamp window, which is why both checks exist.
 """
 
 from __future__ import annotations
 
 import enum
+import heapq
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -96,11 +100,12 @@ Verdict = Accepted | Rejected
 
 
 class _SenderWindow:
-    __slots__ = ("highest", "seen")
+    __slots__ = ("floor", "heap", "seen")
 
     def __init__(self) -> None:
-        self.highest = -1
+        self.floor = -1  # numbers at or below it are too old to tell
         self.seen: set[int] = set()
+        self.heap: list[int] = []  # the same numbers, smallest first
 
 
 class EnvelopeVerifier:
@@ -163,17 +168,15 @@ class EnvelopeVerifier:
                 self._senders.popitem(last=False)
         else:
             self._senders.move_to_end(sender)
-        if seq > window.highest:
-            window.highest = seq
-            window.seen.add(seq)
-            if len(window.seen) > 2 * self._replay_window:  # amortised pruning
-                floor = seq - self._replay_window
-                window.seen = {s for s in window.seen if s > floor}
-            return True
-        if seq <= window.highest - self._replay_window or seq in window.seen:
+        if seq <= window.floor or seq in window.seen:
             return False
-        # Gossip may deliver a sender's messages out of order: accept a late one once.
+        # Gossip may deliver a sender's messages out of order: a late one is accepted
+        # once, as long as it is newer than the oldest number still remembered.
         window.seen.add(seq)
+        heapq.heappush(window.heap, seq)
+        if len(window.heap) > self._replay_window:
+            window.floor = heapq.heappop(window.heap)
+            window.seen.discard(window.floor)
         return True
 
 

@@ -104,6 +104,39 @@ def test_sequence_numbers_below_the_window_are_replays() -> None:
     assert _reason(verifier.verify(encode(old), T)) is Rejection.REPLAY
 
 
+def test_a_late_message_from_a_while_ago_is_accepted_once() -> None:
+    # Sequence numbers are microsecond timestamps: a message gossip delivers 200 ms
+    # behind a later one is 200,000 numbers older, and must still be taken (once).
+    signer, verifier, clock = _pair()
+    early = signer.seal(T, HELLO)
+    clock.now += 0.2
+    later = [signer.seal(T, HELLO) for _ in range(3)]
+    for env in later:
+        assert isinstance(verifier.verify(encode(env), T), Accepted)
+    assert isinstance(verifier.verify(encode(early), T), Accepted)
+    assert _reason(verifier.verify(encode(early), T)) is Rejection.REPLAY
+    assert later[1].seq - early.seq > 100_000
+
+
+def test_the_replay_window_counts_messages_not_numbers() -> None:
+    clock = FakeClock()
+    signer = Signer(SigningKey(b"\x01" * 32), clock=clock)
+    verifier = EnvelopeVerifier(clock=clock, replay_window=4)
+    sealed = []
+    for _ in range(6):
+        sealed.append(signer.seal(T, HELLO))
+        clock.now += 1.0
+    for env in sealed[2:]:  # the window (4) is now full with the last four
+        assert isinstance(verifier.verify(encode(env), T), Accepted)
+    # Nothing forgotten yet, so a first-time late arrival is taken; being the oldest
+    # of five, it becomes the floor at once: everything at or below it is refused.
+    assert isinstance(verifier.verify(encode(sealed[1]), T), Accepted)
+    assert _reason(verifier.verify(encode(sealed[1]), T)) is Rejection.REPLAY
+    assert _reason(verifier.verify(encode(sealed[0]), T)) is Rejection.REPLAY  # below it
+    for env in sealed[2:]:
+        assert _reason(verifier.verify(encode(env), T)) is Rejection.REPLAY
+
+
 def test_replay_memory_is_bounded_and_the_clock_still_guards() -> None:
     clock = FakeClock()
     verifier = EnvelopeVerifier(clock=clock, max_senders=3, max_skew_s=10)
