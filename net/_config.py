@@ -66,12 +66,14 @@ class NodeConfig:
     peers: tuple[str, ...] = ()  # multiaddrs with /p2p/ to dial at start
     relays: tuple[str, ...] = ()  # circuit-relay v2 servers (used by the relay layer)
     # Gossipsub: small meshes (2-10 peers) and a 1 s heartbeat (py-libp2p default 120 s).
-    # degree_high 4, not 6: with a handful of connections per node, 6 keeps every peer
-    # in the mesh and each message is forwarded to all of them; 4 cut the CPU per
-    # announcement by ~25% in benchmarks/bench_net.py with nothing lost (3 partitioned).
+    # degree_high 6: with a handful of connections per node every peer stays in the
+    # mesh. 4 cost ~15% less CPU per announcement (benchmarks/bench_net.py), but a hub
+    # with 5-6 peers then prunes some, and a peer whose only link is that hub is left
+    # to IHAVE/IWANT gossip on the 1 s heartbeat: p95 630 ms in 1 of 6 quiet runs,
+    # against 39-42 ms in 6 of 6 with 6 (docs/benchmarks.md). 3 partitioned the mesh.
     gossip_degree: int = 3
     gossip_degree_low: int = 2
-    gossip_degree_high: int = 4
+    gossip_degree_high: int = 6
     heartbeat_interval: int = 1
     # py-libp2p drops more than 10 msg/s per *forwarding* peer per topic (own publishes
     # included), which a hub forwarding ten peers' acks exceeds at once.
