@@ -187,12 +187,20 @@ class AnalysisCommands:
             move = Move.pass_(color)
         else:
             move = player.choose_with_budget(pos, self.move_time(color), progress)
+        return to_gtp(self._play_or_pass(move).point, self.size)
+
+    def _play_or_pass(self, move: Move) -> Move:
+        """Play `move`; a pass instead if it is illegal here (returns what was played).
+
+        Only reachable when the player could not see the real history (an out-of-turn
+        request and superko): passing is always legal.
+        """
         try:
             self.play(move)
         except IllegalMove:
-            move = Move.pass_(color)
+            move = Move.pass_(move.color)
             self.play(move)
-        return to_gtp(move.point, self.size)
+        return move
 
     def _lz_genmove_analyze(self, args: list[str]) -> str:
         player = self._searching_player()

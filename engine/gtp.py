@@ -406,13 +406,7 @@ class GtpEngine(AnalysisCommands):
         if move.is_resign:
             return "resign"
         if commit:
-            try:
-                self.play(move)
-            except IllegalMove:
-                # Only reachable when the player could not see the real history
-                # (out-of-turn request and superko): passing is always legal.
-                move = Move.pass_(color)
-                self.play(move)
+            move = self._play_or_pass(move)
         return to_gtp(move.point, self.size)
 
     def _genmove(self, args: list[str]) -> str:

@@ -34,15 +34,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from engine._coords import CoordinateError, Point, from_gtp, to_gtp
+from engine._coords import CoordinateError, from_gtp, to_gtp
 from engine._gtp_client import GtpClient, GtpClientError
 from engine._record import GameRecord, RecordError
 from engine._sgf import SgfError, dump_sgf, load_sgf
+from engine.nn._dataset import VISITS_MARKER, format_visits
 
 __all__ = ["LabelError", "LabelledGame", "label_record", "main"]
 
 LABEL_MARKER = "p2pgo-label:"  # the root comment line saying who labelled the game
-_VISITS_MARKER = "p2pgo-visits:"  # engine.nn._dataset reads this (kept in step there)
 
 
 class LabelError(Exception):
@@ -57,14 +57,6 @@ class LabelledGame:
     labelled: int  # positions that got a label
     agreed: int  # of those, where the engine's move is the one that was played
     seconds: float
-
-
-def _gtp_point(point: Point | None, size: int) -> str:
-    return to_gtp(point, size) if point is not None else "pass"
-
-
-def _annotation(point: Point | None, size: int) -> str:
-    return f"{_VISITS_MARKER} {_gtp_point(point, size)}=1"
 
 
 class _Asker:
@@ -124,11 +116,11 @@ def label_record(
                             f"{engine_name} answered {answer[:40]!r} at move {i + 1}, not a move"
                         ) from None
                     comment = comments.get(i + 1, "")
-                    kept = [ln for ln in comment.splitlines() if not ln.startswith(_VISITS_MARKER)]
-                    comments[i + 1] = "\n".join([*kept, _annotation(point, size)])
+                    kept = [ln for ln in comment.splitlines() if not ln.startswith(VISITS_MARKER)]
+                    comments[i + 1] = "\n".join([*kept, format_visits({point: 1}, size)])
                     labelled += 1
                     agreed += point == move.point
-            client.send(f"play {letter} {_gtp_point(move.point, size)}")
+            client.send(f"play {letter} {to_gtp(move.point, size)}")
     except GtpClientError as exc:
         raise LabelError(f"{engine_name} failed: {exc}") from exc
     root = [ln for ln in comments.get(0, "").splitlines() if not ln.startswith(LABEL_MARKER)]
