@@ -46,8 +46,12 @@ def test_an_opted_out_peer_follows_and_takes_part_only_in_a_confirmed_round(
             me = await fed.add_peer("me", PullTrainer(5), auto_join=False)
             mine = fed.ids["me"]
 
-            def status(round_id: int) -> dict[str, Any]:
-                (event,) = fed.find("fl_round", round_id=round_id, peer_id=mine)
+            async def status(round_id: int) -> dict[str, Any]:
+                # The peer records its own outcome a moment after the coordinator's
+                # round ends; wait for it (under the deadline below).
+                while not (found := fed.find("fl_round", round_id=round_id, peer_id=mine)):
+                    await trio.sleep(0.05)
+                (event,) = found
                 return event
 
             with trio.fail_after(40):
@@ -56,7 +60,8 @@ def test_an_opted_out_peer_follows_and_takes_part_only_in_a_confirmed_round(
                 assert not me.joining and me.planned_event() is None
                 coordinator.request_round()
                 await coordinator.wait_round(1)
-                assert status(1)["status"] == "skipped" and status(1)["reason"] == "not joining"
+                first = await status(1)
+                assert first["status"] == "skipped" and first["reason"] == "not joining"
                 await me.wait_model(coordinator.version)  # it still follows the model
                 assert me.view().status == "" and me.view().last_seen_round == 1
 
@@ -64,8 +69,9 @@ def test_an_opted_out_peer_follows_and_takes_part_only_in_a_confirmed_round(
                 assert me.joining
                 coordinator.request_round()
                 await coordinator.wait_round(2)
-                assert status(2)["status"] == "refused"
-                assert "more than the 0.100 confirmed" in status(2)["reason"]
+                second = await status(2)
+                assert second["status"] == "refused"
+                assert "more than the 0.100 confirmed" in second["reason"]
                 assert not me.joining and me.view().status == "refused"
                 assert not (tmp_path / "me" / "fl" / "ledger.cbor").exists()
 
@@ -74,9 +80,7 @@ def test_an_opted_out_peer_follows_and_takes_part_only_in_a_confirmed_round(
                 me.join_next(max_epsilon=me.epsilon_after(event))
                 coordinator.request_round()
                 await coordinator.wait_round(3)
-                while not fed.find("fl_round", round_id=3, peer_id=mine):
-                    await trio.sleep(0.05)
-                assert status(3)["status"] == "verified" and not me.joining
+                assert (await status(3))["status"] == "verified" and not me.joining
                 assert coordinator.reports[-1].completed
                 assert mine in coordinator.reports[-1].survivors
                 saved = (tmp_path / "me" / "fl" / "ledger.cbor").read_bytes()
