@@ -305,9 +305,13 @@ class Node:
                     self._listeners.clear()
                     # Close connections explicitly: leaving host.run() by cancellation
                     # alone leaks sockets (ResourceWarning at garbage collection).
-                    with trio.CancelScope(shield=True), trio.move_on_after(2):
-                        await host.close()
-                        await tracker.close_all()
+                    # Two budgets: on a loaded machine host.close() can use up its
+                    # own, and the tracked sockets must be closed all the same.
+                    with trio.CancelScope(shield=True):
+                        with trio.move_on_after(2):
+                            await host.close()
+                        with trio.move_on_after(1):
+                            await tracker.close_all()
             else:
                 await host.close()
         # Raised out here, not inside the nurseries, so callers get a plain NetError.
