@@ -71,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         help="network: search visits per move, 0 = policy only (default %(default)s)",
     )
     parser.add_argument(
+        "--early-pass",
+        action="store_true",
+        help="network: pass whenever the network prefers it (default: under area scoring "
+        "not while an empty region touches both colours, so no neutral point or "
+        "unanswered invasion is left to the opponent)",
+    )
+    parser.add_argument(
         "--seconds-per-move",
         type=float,
         default=1.0,
@@ -103,7 +110,11 @@ def _network_player(args: argparse.Namespace) -> Player | None:
         raise ValueError(f"{path} is not a p2pgo model: {exc}") from None
     seconds = args.seconds_per_move if args.seconds_per_move > 0 else None
     return SearchPlayer(
-        Predictor(model, threads=args.threads), visits=args.visits, seconds=seconds, seed=args.seed
+        Predictor(model, threads=args.threads),
+        visits=args.visits,
+        seconds=seconds,
+        seed=args.seed,
+        pass_guard=args.rules != "japanese" and not args.early_pass,
     )
 
 

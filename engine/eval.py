@@ -42,6 +42,7 @@ def our_engine(
     name: str = "p2pgo",
     threads: int = 1,
     seed: int = 0,
+    early_pass: bool = False,
 ) -> EngineSpec:
     """The command line that runs ``model`` through ``p2pgo-gtp`` in a child process.
 
@@ -64,7 +65,7 @@ def our_engine(
         str(threads),
         "--seed",
         str(seed),
-    )
+    ) + (("--early-pass",) if early_pass else ())
     return EngineSpec(name, argv)
 
 
@@ -116,6 +117,7 @@ def _match(args: argparse.Namespace) -> int:
         seconds_per_move=args.seconds_per_move,
         name=args.name,
         threads=args.threads,
+        early_pass=args.early_pass,
     )
     if ours.name == opponent.name:
         opponent = EngineSpec(f"{opponent.name}-opponent", opponent.argv)
@@ -133,6 +135,7 @@ def _match(args: argparse.Namespace) -> int:
             name=ours.name,
             threads=args.threads,
             seed=args.seed * 100_003 + i,
+            early_pass=args.early_pass,
         )
         black, white = (me, opponent) if i % 2 == 0 else (opponent, me)
         game = play_game(
@@ -208,6 +211,11 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--visits", type=int, default=200, help="search visits; 0 = policy only")
     m.add_argument("--seconds-per-move", type=float, default=1.0, help="search time cap per move")
     m.add_argument("--threads", type=int, default=1, help="torch threads for our engine")
+    m.add_argument(
+        "--early-pass",
+        action="store_true",
+        help="let our engine pass whenever the network prefers it (p2pgo-gtp --early-pass)",
+    )
     m.add_argument("--seed", type=int, default=0, help="base seed; game i adds i (default 0)")
     m.add_argument("--sgf-dir", type=Path, help="save every game as SGF here")
     m.add_argument("--stderr-dir", type=Path, help="append the engines' stderr here")

@@ -10,18 +10,22 @@ does), which averages out orientation bias over a search at no extra cost.
 :class:`SearchPlayer` is an :class:`engine.MovePlayer` (``choose(position) -> Move``)
 that searches with a visit and/or time budget per move and keeps its tree between
 moves when the game continues from the position it expected. :meth:`SearchPlayer.analyze`
-searches without playing and reports the candidates, for GTP ``lz-analyze``.
+searches without playing and reports the candidates, for GTP ``lz-analyze``. With
+``pass_guard`` (area scoring) it does not pass while an empty region touches both
+colours (:mod:`engine._pass_guard`).
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from engine._coords import Point
+from engine._pass_guard import pass_alternative
 from engine._rules import Move, Position
 from engine._search import Search, SearchConfig, SearchResult
 from engine.nn._features import encode_batch
@@ -100,6 +104,7 @@ class SearchPlayer:
         batch_size: int = 8,
         random_symmetry: bool = True,
         seed: int = 0,
+        pass_guard: bool = False,
     ) -> None:
         if visits < 0:
             raise ValueError("visits must be >= 0")
@@ -107,6 +112,9 @@ class SearchPlayer:
             raise ValueError("seconds must be > 0")
         self.visits = visits
         self.seconds = seconds
+        # Area scoring only: no pass while an empty region touches both colours
+        # (engine._pass_guard says why).
+        self.pass_guard = pass_guard
         # Running estimate of how far a timed search overshoots its budget (seconds);
         # the first guess is one 19x19 leaf batch on a busy 2-core machine.
         self._overrun = 0.25
@@ -164,9 +172,24 @@ class SearchPlayer:
                 self._overrun = 0.5 * self._overrun + 0.5 * (spent - limit)
         self.last_result = result
         move = result.move
+        if self.pass_guard and move.point is None and not move.is_resign:
+            point = pass_alternative(position, self._ranked(position, result))
+            if point is not None:
+                move = Move.play(position.to_play, point)
         self.search.advance(move)
         self._expected = position.play(move, strict_turn=False)
         return move
+
+    def _ranked(self, position: Position, result: SearchResult) -> Iterator[Point | None]:
+        """Moves best first: the search's candidates, then every other legal point by
+        the network's policy (asked only if the candidates run out)."""
+        yield from (c.move for c in result.candidates)
+        policy = self.evaluator.predictor.predict(position).policy
+        size = position.size
+        for index in np.argsort(-policy[: size * size], kind="stable"):
+            if policy[index] <= 0:
+                break
+            yield divmod(int(index), size)
 
     def analyze(
         self,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from engine import Color, Move, Position, from_gtp
 from engine.gtp import DEFAULT_MODEL, GtpEngine, format_analysis
@@ -186,3 +187,58 @@ def test_the_shipped_model_if_present_loads_and_plays() -> None:
     model = load_weights(data)
     policy = Predictor(model, threads=1).predict(Position(9)).policy
     assert np.isclose(policy.sum(), 1.0)
+
+
+def _pass_loving_player(*, pass_guard: bool) -> SearchPlayer:
+    model = make_small_model()
+    with torch.no_grad():
+        model.pass_out.bias.fill_(50.0)  # the policy puts almost everything on pass
+    return SearchPlayer(Predictor(model, threads=1), visits=0, pass_guard=pass_guard)
+
+
+def test_the_pass_guard_answers_dame_that_a_pass_loving_network_would_leave(
+    restore_threads: None,
+) -> None:
+    dame = Position.from_ascii(
+        """
+        . X . O .
+        . X . O .
+        . X . O .
+        . X . O .
+        . X . O .
+        """
+    )
+    assert _pass_loving_player(pass_guard=False).choose(dame) == Move.pass_(Color.BLACK)
+    move = _pass_loving_player(pass_guard=True).choose(dame)
+    assert move.color is Color.BLACK and move.point is not None and move.point[1] == 2
+    # With the dame filled the same player passes.
+    settled = Position.from_ascii(
+        """
+        . X X O .
+        . X X O .
+        . X O O .
+        . X X O .
+        . X O O .
+        """
+    )
+    assert _pass_loving_player(pass_guard=True).choose(settled) == Move.pass_(Color.BLACK)
+
+
+@pytest.mark.parametrize(
+    ("flags", "guarded"),
+    [
+        ([], True),
+        (["--rules", "tromp-taylor"], True),
+        (["--early-pass"], False),
+        (["--rules", "japanese"], False),  # territory scoring: a stone at home costs a point
+    ],
+)
+def test_p2pgo_gtp_guards_passes_under_area_scoring_unless_told_not_to(
+    tmp_path: Path, restore_threads: None, flags: list[str], guarded: bool
+) -> None:
+    from engine._gtp_main import _network_player, _parser
+
+    model = tmp_path / "m.cbor"
+    model.write_bytes(save_weights(make_small_model()))
+    player = _network_player(_parser().parse_args(["--model", str(model), *flags]))
+    assert isinstance(player, SearchPlayer) and player.pass_guard is guarded
