@@ -16,6 +16,7 @@ from engine._gtp_client import (
     GtpEngineDied,
     GtpTimeout,
 )
+from engine._pass_guard import pass_alternative
 from engine._players import HeuristicPlayer
 from engine._players import Player as MovePlayer
 from engine._record import GameRecord, Player, RecordError
@@ -77,6 +78,7 @@ __all__ = [
     "from_sgf",
     "game_result",
     "load_sgf",
+    "pass_alternative",
     "score",
     "to_gtp",
     "to_sgf",

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from engine._coords import Point
-from engine._rules import Color, IllegalMove, Move, Position
+from engine._rules import Color, IllegalMove, Move, Position, ScoringRule
 
 __all__ = ["contested_points", "pass_alternative"]
 
@@ -73,8 +73,9 @@ def _is_safe(position: Position, point: Point, color: Color) -> bool:
 
 def pass_alternative(position: Position, ranked: Iterable[Point | None]) -> Point | None:
     """The first safe point of ``ranked`` (best first) inside a region that touches both
-    colours; ``None`` (pass) if there is no such region or no safe point in one."""
-    if position.is_game_over:
+    colours; ``None`` (pass) if there is no such region or no safe point in one, and
+    always under territory scoring (``position.rules``), where a stone at home costs."""
+    if position.is_game_over or position.rules.scoring is not ScoringRule.AREA:
         return None
     contested = contested_points(position)
     if not contested:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine import HeuristicPlayer, from_gtp
+from engine import HeuristicPlayer, from_gtp, pass_alternative
 from engine.gtp import DEFAULT_MODEL
 from p2pgo_tui._advice import ExplainingAdvisor, explain_move
 from p2pgo_tui._engine import (
@@ -221,6 +221,8 @@ class ModelOpponent:
                 log.warning("%s could not choose a move: %s", type(backend).__name__, exc)
                 continue
             move = answer.best
+            if move.point is None and not move.is_resign:
+                move = self._unless_unfinished(backend, position, move)
             if position.is_legal(move):
                 self.last_source = type(backend).__name__
                 self.last_version = answer.model_version
@@ -229,6 +231,17 @@ class ModelOpponent:
         self.last_source = type(self.last_resort).__name__
         self.last_version = ""
         return self.last_resort.choose(position)
+
+    @staticmethod
+    def _unless_unfinished(backend: ModelBackend, position: Position, pass_: Move) -> Move:
+        """The network's pass, unless (area scoring) an empty region still touches both
+        colours: then its best safe move there (``engine.pass_alternative``)."""
+        try:
+            wide = backend.predict(position, top_k=min(50, position.size**2 + 1))
+        except ModelServiceError:
+            return pass_
+        point = pass_alternative(position, (c.move.point for c in wide.candidates))
+        return pass_ if point is None else Move.play(position.to_play, point)
 
 
 class ModelAdvisor:

@@ -3,7 +3,7 @@ and the move it plays instead is in such a region and safe."""
 
 from __future__ import annotations
 
-from engine import Color, Position
+from engine import Color, Position, Rules
 from engine._pass_guard import contested_points, pass_alternative
 
 SETTLED = """
@@ -88,3 +88,9 @@ def test_with_only_a_self_atari_left_the_player_passes_and_the_other_side_plays_
     assert pass_alternative(white, [None, *white.legal_points()]) is None
     black = Position.from_ascii(ONE_POINT, to_play=Color.BLACK)
     assert pass_alternative(black, [None, *black.legal_points()]) == (0, 2)
+
+
+def test_territory_scoring_never_overrides_a_pass() -> None:
+    pos = Position.from_ascii(DAME, rules=Rules.named("japanese"))
+    assert contested_points(pos)  # the dame are there ...
+    assert pass_alternative(pos, [None, (1, 2)]) is None  # ... but a stone costs a point

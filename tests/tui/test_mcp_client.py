@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import Color, HeuristicPlayer, Move, Position, from_gtp
+from engine import Color, HeuristicPlayer, Move, Position, Rules, from_gtp
 from p2pgo_tui import P2PGoApp, Suggestion
 from p2pgo_tui.__main__ import main
 from p2pgo_tui._mcp_client import (
@@ -204,6 +204,20 @@ def test_the_opponent_asks_each_backend_in_turn() -> None:
     assert (down.calls, illegal.calls, good.calls) == (1, 1, 1)
     over = Position(5).play_at(None).play_at(None)
     assert ai.choose(over) == Move.pass_(Color.BLACK) and good.calls == 1
+
+
+def test_the_opponent_does_not_pass_while_dame_are_left_under_area_scoring() -> None:
+    # Column C (the middle) is neutral: the network's pass becomes its best move there.
+    dame = "\n".join([". X . O ."] * 5)
+    backend = FakeBackend("pass", "A1", "C4")
+    ai = ModelOpponent([backend], HeuristicPlayer(0))
+    assert ai.choose(Position.from_ascii(dame)) == Move.play(Color.BLACK, (1, 2))
+    # Under Japanese rules a stone at home costs a point: the pass stands.
+    japanese = Position.from_ascii(dame, rules=Rules.named("japanese"))
+    assert ai.choose(japanese) == Move.pass_(Color.BLACK)
+    # So it does when nothing is left to play for.
+    settled = "\n".join([". X X O ."] * 5)
+    assert ai.choose(Position.from_ascii(settled)) == Move.pass_(Color.BLACK)
 
 
 def test_hints_carry_the_networks_win_rates_and_reasons() -> None:
