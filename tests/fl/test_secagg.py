@@ -38,11 +38,13 @@ STAGES = [
 
 
 def _round(
-    n: int, d: int, k: int = 16, degree: int | None = None
+    n: int, d: int, k: int = 16, degree: int | None = None, graph_seed: bytes | None = None
 ) -> tuple[SecAggConfig, list[SigningKey]]:
+    """A round of `n` fresh keys; the neighbour graph is random unless `graph_seed` fixes it."""
     keys = [SigningKey.generate() for _ in range(n)]
     identities = tuple(bytes(key.verify_key) for key in keys)
-    config = SecAggConfig.create(b"round-1", identities, d, os.urandom(32), k, degree)
+    seed = os.urandom(32) if graph_seed is None else graph_seed
+    config = SecAggConfig.create(b"round-1", identities, d, seed, k, degree)
     return config, keys
 
 
@@ -130,7 +132,9 @@ def test_threshold_stays_a_majority_of_every_holder_set_after_key_advertisement(
     # least t of them (else it is left out), and t stays above half of them, so the
     # coordinator cannot collect t self-mask shares and t key shares of one owner from
     # holders who each reveal only one kind. Lowering t to U1 would lose that margin.
-    config, keys = _round(40, 8, k=20)
+    # A fixed graph: with a random one these 8 silent peers starve everyone (the round
+    # aborts, correctly) in about 1 graph in 10, which is not what this test is about.
+    config, keys = _round(40, 8, k=20, graph_seed=bytes(32))
     coordinator = SecAggCoordinator(config)
     parties = [SecAggParticipant(config, i, key) for i, key in enumerate(keys)]
     silent = set(np.random.default_rng(4).choice(40, 8, replace=False).tolist())
