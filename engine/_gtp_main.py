@@ -114,7 +114,7 @@ def _network_player(args: argparse.Namespace) -> Player | None:
         visits=args.visits,
         seconds=seconds,
         seed=args.seed,
-        pass_guard=args.rules != "japanese" and not args.early_pass,
+        pass_guard=not args.early_pass,  # it never acts under territory scoring
     )
 
 

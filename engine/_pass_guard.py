@@ -13,8 +13,9 @@ empty region touches stones of both colours** (a neutral point, an invasion, a
 stone still to capture), a pass is replaced by the best-ranked *safe* move inside
 such a region: legal, not one of the player's own eye-like points, and not a
 self-atari (a move that leaves its group one liberty without capturing anything).
-With no safe move there the player passes. A region that touches both colours only through seki liberties
-offers no safe move (each is a self-atari), so seki still ends in passes.
+With no safe move there the player passes. A region that touches both colours only
+through seki liberties offers no safe move (each is a self-atari), so seki still ends
+in passes. Under territory scoring (the position's rules) it never acts.
 """
 
 from __future__ import annotations

@@ -228,12 +228,13 @@ def test_the_pass_guard_answers_dame_that_a_pass_loving_network_would_leave(
     ("flags", "guarded"),
     [
         ([], True),
-        (["--rules", "tromp-taylor"], True),
         (["--early-pass"], False),
-        (["--rules", "japanese"], False),  # territory scoring: a stone at home costs a point
+        # On, but engine.pass_alternative never acts under territory scoring (the
+        # position's rules; tests/engine/test_pass_guard.py).
+        (["--rules", "japanese"], True),
     ],
 )
-def test_p2pgo_gtp_guards_passes_under_area_scoring_unless_told_not_to(
+def test_p2pgo_gtp_guards_passes_unless_told_not_to(
     tmp_path: Path, restore_threads: None, flags: list[str], guarded: bool
 ) -> None:
     from engine._gtp_main import _network_player, _parser
