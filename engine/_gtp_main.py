@@ -78,6 +78,15 @@ def _parser() -> argparse.ArgumentParser:
         "unanswered invasion is left to the opponent)",
     )
     parser.add_argument(
+        "--symmetries",
+        choices=["random", "all"],
+        default="random",
+        help="network: look at each evaluation in one random board orientation (seeded by "
+        "--seed), or in all 8 with the results averaged (8 times the work, and "
+        "deterministic: policy-only play then repeats its games against a deterministic "
+        "opponent); default %(default)s",
+    )
+    parser.add_argument(
         "--seconds-per-move",
         type=float,
         default=1.0,
@@ -115,6 +124,7 @@ def _network_player(args: argparse.Namespace) -> Player | None:
         seconds=seconds,
         seed=args.seed,
         pass_guard=not args.early_pass,  # it never acts under territory scoring
+        all_symmetries=args.symmetries == "all" or (args.symmetries == "auto" and args.visits == 0),
     )
 
 

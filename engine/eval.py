@@ -43,6 +43,7 @@ def our_engine(
     threads: int = 1,
     seed: int = 0,
     early_pass: bool = False,
+    symmetries: str = "random",
 ) -> EngineSpec:
     """The command line that runs ``model`` through ``p2pgo-gtp`` in a child process.
 
@@ -65,6 +66,8 @@ def our_engine(
         str(threads),
         "--seed",
         str(seed),
+        "--symmetries",
+        symmetries,
     ) + (("--early-pass",) if early_pass else ())
     return EngineSpec(name, argv)
 
@@ -118,6 +121,7 @@ def _match(args: argparse.Namespace) -> int:
         name=args.name,
         threads=args.threads,
         early_pass=args.early_pass,
+        symmetries=args.symmetries,
     )
     if ours.name == opponent.name:
         opponent = EngineSpec(f"{opponent.name}-opponent", opponent.argv)
@@ -136,6 +140,7 @@ def _match(args: argparse.Namespace) -> int:
             threads=args.threads,
             seed=args.seed * 100_003 + i,
             early_pass=args.early_pass,
+            symmetries=args.symmetries,
         )
         black, white = (me, opponent) if i % 2 == 0 else (opponent, me)
         game = play_game(
@@ -170,6 +175,7 @@ def _match(args: argparse.Namespace) -> int:
             "model": str(args.model),
             "visits": args.visits,
             "seconds_per_move": args.seconds_per_move,
+            "symmetries": args.symmetries,
             "size": args.size,
             "komi": args.komi,
             "seed": args.seed,
@@ -215,6 +221,13 @@ def _parser() -> argparse.ArgumentParser:
         "--early-pass",
         action="store_true",
         help="let our engine pass whenever the network prefers it (p2pgo-gtp --early-pass)",
+    )
+    m.add_argument(
+        "--symmetries",
+        choices=["random", "all"],
+        default="random",
+        help="board orientations per evaluation: one random one, or all 8 averaged "
+        "(p2pgo-gtp --symmetries; default %(default)s)",
     )
     m.add_argument("--seed", type=int, default=0, help="base seed; game i adds i (default 0)")
     m.add_argument("--sgf-dir", type=Path, help="save every game as SGF here")

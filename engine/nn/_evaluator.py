@@ -5,7 +5,9 @@ batches. It skips the Predictor's legal-move masking on purpose: the search find
 the legal moves itself when it expands a node (and masks the priors there), and
 asking the rules for every legal point a second time costs more than the network on
 19x19. It can look at each batch in a random one of the 8 symmetries (as Leela Zero
-does), which averages out orientation bias over a search at no extra cost.
+does), which averages out orientation bias over a search at no extra cost, or in all
+8 at once with their policies and values averaged (8 times the work: for policy-only
+play, where one evaluation per move is cheap, or for a search with time to spare).
 
 :class:`SearchPlayer` is an :class:`engine.MovePlayer` (``choose(position) -> Move``)
 that searches with a visit and/or time budget per move and keeps its tree between
@@ -39,10 +41,16 @@ class NetworkEvaluator:
     """A :class:`Predictor`'s network as a search evaluator (see the module docstring)."""
 
     def __init__(
-        self, predictor: Predictor, *, random_symmetry: bool = False, seed: int = 0
+        self,
+        predictor: Predictor,
+        *,
+        random_symmetry: bool = False,
+        seed: int = 0,
+        all_symmetries: bool = False,
     ) -> None:
         self.predictor = predictor
         self.random_symmetry = random_symmetry
+        self.all_symmetries = all_symmetries  # wins over random_symmetry
         self._rng = random.Random(seed)
         self.positions_evaluated = 0
 
@@ -63,28 +71,40 @@ class NetworkEvaluator:
     def _evaluate_same_size(
         self, positions: list[Position], size: int
     ) -> list[tuple[np.ndarray, float]]:
-        planes = encode_batch(positions)  # (B, C, size, size)
-        sym = Symmetry(self._rng.randrange(8)) if self.random_symmetry else Symmetry.IDENTITY
-        if sym is not Symmetry.IDENTITY:
-            planes = np.ascontiguousarray(transform_planes(planes, sym))
+        planes = encode_batch(positions, planes=self.predictor.model.config.input_planes)
+        if self.all_symmetries:
+            syms = tuple(Symmetry)
+        elif self.random_symmetry:
+            syms = (Symmetry(self._rng.randrange(8)),)
+        else:
+            syms = (Symmetry.IDENTITY,)
+        if syms != (Symmetry.IDENTITY,):
+            # Symmetry-major so each symmetry's outputs are one contiguous slice.
+            planes = np.ascontiguousarray(
+                np.concatenate([transform_planes(planes, sym) for sym in syms])
+            )  # (S*B, C, size, size)
         model = self.predictor.model
         logits_all, values_all = [], []
         with torch.inference_mode():
-            for start in range(0, len(positions), self.predictor.max_batch):
+            for start in range(0, len(planes), self.predictor.max_batch):
                 x = torch.from_numpy(planes[start : start + self.predictor.max_batch])
                 result = model(x)
                 logits_all.append(result.policy_logits.double().numpy())  # (b, n*n + 1)
                 values_all.append(result.value_logit.double().numpy())  # (b,)
-        logits = np.concatenate(logits_all)
-        if sym is not Symmetry.IDENTITY:
-            logits = transform_policy(logits, size, sym.inverse)
+        b, s = len(positions), len(syms)
+        logits = np.concatenate(logits_all).reshape(s, b, -1)  # (S, B, n*n + 1)
+        for k, sym in enumerate(syms):
+            if sym is not Symmetry.IDENTITY:
+                logits[k] = transform_policy(logits[k], size, sym.inverse)
         logits = np.nan_to_num(logits, nan=-1e30, posinf=1e30, neginf=-1e30)
         values = np.nan_to_num(np.concatenate(values_all), nan=0.0, posinf=50.0, neginf=-50.0)
-        logits -= logits.max(axis=1, keepdims=True)
+        logits -= logits.max(axis=2, keepdims=True)
         policy = np.exp(logits)
-        policy /= policy.sum(axis=1, keepdims=True)  # (B, n*n + 1)
-        win = 0.5 + 0.5 * np.tanh(values / 2)  # sigmoid, without overflow warnings
-        return [(policy[i].astype(np.float32), float(win[i])) for i in range(len(positions))]
+        policy /= policy.sum(axis=2, keepdims=True)  # (S, B, n*n + 1)
+        # Probabilities, not logits, are averaged (as Predictor does), and win rates.
+        policy = policy.mean(axis=0)  # (B, n*n + 1)
+        win = (0.5 + 0.5 * np.tanh(values / 2)).reshape(s, b).mean(axis=0)  # sigmoid; (B,)
+        return [(policy[i].astype(np.float32), float(win[i])) for i in range(b)]
 
 
 class SearchPlayer:
@@ -105,6 +125,7 @@ class SearchPlayer:
         random_symmetry: bool = True,
         seed: int = 0,
         pass_guard: bool = False,
+        all_symmetries: bool = False,
     ) -> None:
         if visits < 0:
             raise ValueError("visits must be >= 0")
@@ -118,7 +139,9 @@ class SearchPlayer:
         # Running estimate of how far a timed search overshoots its budget (seconds);
         # the first guess is one 19x19 leaf batch on a busy 2-core machine.
         self._overrun = 0.25
-        self.evaluator = NetworkEvaluator(predictor, random_symmetry=random_symmetry, seed=seed)
+        self.evaluator = NetworkEvaluator(
+            predictor, random_symmetry=random_symmetry, seed=seed, all_symmetries=all_symmetries
+        )
         self.search = Search(
             self.evaluator, SearchConfig(visits=visits, seconds=seconds, batch_size=batch_size)
         )

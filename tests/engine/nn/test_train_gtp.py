@@ -13,7 +13,7 @@ import torch
 
 from engine import Color, Move, Position, from_gtp
 from engine.gtp import DEFAULT_MODEL, GtpEngine, format_analysis
-from engine.nn import NetworkEvaluator, Predictor, SearchPlayer, save_weights
+from engine.nn import ALL_SYMMETRIES, NetworkEvaluator, Predictor, SearchPlayer, save_weights
 
 from .conftest import make_small_model, random_game
 
@@ -47,6 +47,21 @@ def test_evaluator_gives_a_distribution_and_a_probability(restore_threads: None)
     # Random symmetries change the orientation, not the meaning: the empty board's
     # policy is the same under every symmetry up to the network's own asymmetry.
     assert evaluator.positions_evaluated == 3
+
+
+def test_evaluator_averages_all_eight_symmetries_like_the_predictor(
+    restore_threads: None,
+) -> None:
+    predictor = Predictor(make_small_model(), threads=1)
+    evaluator = NetworkEvaluator(predictor, all_symmetries=True)
+    one = NetworkEvaluator(predictor)
+    empty = Position(9)  # every point legal, so the Predictor's masking changes nothing
+    ((policy, value),) = evaluator.evaluate([empty])
+    expected = predictor.predict(empty, ALL_SYMMETRIES)
+    np.testing.assert_allclose(policy, expected.policy, atol=1e-6)
+    assert value == pytest.approx(expected.value, abs=1e-6)
+    ((identity, _),) = one.evaluate([empty])
+    assert not np.allclose(identity, policy, atol=1e-6)  # averaging changed something
 
 
 def test_genmove_with_search_plays_legal_moves(player: SearchPlayer) -> None:
@@ -243,3 +258,24 @@ def test_p2pgo_gtp_guards_passes_unless_told_not_to(
     model.write_bytes(save_weights(make_small_model()))
     player = _network_player(_parser().parse_args(["--model", str(model), *flags]))
     assert isinstance(player, SearchPlayer) and player.pass_guard is guarded
+
+
+@pytest.mark.parametrize(
+    ("flags", "averaged"),
+    [
+        ([], False),
+        (["--visits", "0"], False),
+        (["--visits", "0", "--symmetries", "all"], True),
+        (["--symmetries", "all"], True),
+    ],
+)
+def test_p2pgo_gtp_averages_symmetries_only_when_asked(
+    tmp_path: Path, restore_threads: None, flags: list[str], averaged: bool
+) -> None:
+    from engine._gtp_main import _network_player, _parser
+
+    model = tmp_path / "m.cbor"
+    model.write_bytes(save_weights(make_small_model()))
+    player = _network_player(_parser().parse_args(["--model", str(model), *flags]))
+    assert isinstance(player, SearchPlayer)
+    assert player.evaluator.all_symmetries is averaged
