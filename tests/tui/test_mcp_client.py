@@ -263,8 +263,10 @@ def test_the_real_server_plays_the_same_move_as_the_local_network(
     assert [c.win_rate for c in remote.candidates] == pytest.approx(
         [c.win_rate for c in here.candidates], abs=1e-5
     )
+    # The same opponent logic (pass guard included) over either backend plays the same.
     ai = ModelOpponent([mcp], HeuristicPlayer(0))
-    assert ai.choose(position) == here.best and ai.last_source == "McpModel"
+    assert ai.choose(position) == ModelOpponent([local], HeuristicPlayer(0)).choose(position)
+    assert ai.last_source == "McpModel"
     # The federated model installed while the server runs: the next answer comes from it.
     choice = ModelChoice(tmp_path / "data", None)
     assert choice.version == here.model_version
