@@ -99,11 +99,10 @@ def _bench_size(
     threads = torch.get_num_threads()
     tag = f"{size}x{size}_t{threads}"
     pos = _midgame(size, moves, seed=size)
-    planes = predictor.model.config.input_planes  # 19 basic, or 27 with the tactical planes
-    x = torch.from_numpy(encode_batch([pos], planes=planes))
+    x = torch.from_numpy(encode_batch([pos]))
 
     def features() -> object:
-        return encode_position(pos, planes)
+        return encode_position(pos)
 
     def legality() -> object:
         return legal_mask(pos)

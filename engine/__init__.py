@@ -36,7 +36,6 @@ from engine._scoring import Score, estimate_dead, game_result, score, unconditio
 from engine._search import Evaluator, MoveStats, Search, SearchConfig, SearchResult
 from engine._sgf import SgfError, dump_sgf, load_sgf
 from engine._store import GameStore, GameSummary, ImportReport, StoreError, StoreProblem
-from engine._tactics import Tactics, tactics
 
 __all__ = [
     "Color",
@@ -72,7 +71,6 @@ __all__ = [
     "StoreError",
     "StoreProblem",
     "SuperkoRule",
-    "Tactics",
     "dump_sgf",
     "estimate_dead",
     "fixed_handicap_points",
@@ -82,7 +80,6 @@ __all__ = [
     "load_sgf",
     "pass_alternative",
     "score",
-    "tactics",
     "to_gtp",
     "to_sgf",
     "unconditionally_alive",

@@ -36,7 +36,7 @@ import torch
 from nacl.signing import SigningKey
 
 from engine._store import GameStore
-from engine.nn._config import BASIC_PLANES, FEATURE_PLANES, ModelConfig, ModelFormatError
+from engine.nn._config import ModelConfig, ModelFormatError
 from engine.nn._dataset import (
     DatasetError,
     ExampleSet,
@@ -46,7 +46,7 @@ from engine.nn._dataset import (
     records_from_store,
     split_records,
 )
-from engine.nn._model import PolicyValueNet, with_input_planes
+from engine.nn._model import PolicyValueNet
 from engine.nn._train import (
     LrSchedule,
     Metrics,
@@ -122,14 +122,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--blocks", type=int, default=6, help="fresh network: residual blocks")
     p.add_argument("--channels", type=int, default=64, help="fresh network: channels")
     p.add_argument("--score-head", action="store_true", help="fresh network: add a score head")
-    p.add_argument(
-        "--input-planes",
-        type=int,
-        choices=[BASIC_PLANES, FEATURE_PLANES],
-        help=f"input planes: {FEATURE_PLANES} (with the tactical planes; the default for a "
-        f"fresh network) or {BASIC_PLANES}; with --init, {FEATURE_PLANES} widens a "
-        f"{BASIC_PLANES}-plane network (the new planes start with zero weight)",
-    )
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -238,18 +230,10 @@ def _run(args: argparse.Namespace) -> int:
             model = load_weights(args.init.read_bytes())
         except (OSError, ModelFormatError) as exc:
             raise _UsageError(f"cannot load {args.init}: {exc}") from exc
-        if args.input_planes is not None and args.input_planes != model.config.input_planes:
-            try:
-                model = with_input_planes(model, args.input_planes)
-            except ValueError as exc:
-                raise _UsageError(f"--input-planes: {exc}") from exc
     else:
         try:
             cfg = ModelConfig(
-                blocks=args.blocks,
-                channels=args.channels,
-                score_head=args.score_head,
-                input_planes=args.input_planes or FEATURE_PLANES,
+                blocks=args.blocks, channels=args.channels, score_head=args.score_head
             )
         except ValueError as exc:
             raise _UsageError(str(exc)) from exc

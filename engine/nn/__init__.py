@@ -10,7 +10,6 @@ SGF and GTP stay light. Typical use::
 """
 
 from engine.nn._config import (
-    BASIC_PLANES,
     FEATURE_PLANES,
     FIRST_CLASS_SIZES,
     MAX_BOARD_SIZE,
@@ -38,13 +37,7 @@ from engine.nn._dataset import (
 from engine.nn._evaluator import NetworkEvaluator, SearchPlayer
 from engine.nn._features import HISTORY_MOVES, KOMI_SCALE, Plane, encode_batch, encode_position
 from engine.nn._inference import NeuralPlayer, Prediction, Predictor, legal_mask
-from engine.nn._model import (
-    OFF_BOARD_LOGIT,
-    SCORE_SCALE,
-    NetOutput,
-    PolicyValueNet,
-    with_input_planes,
-)
+from engine.nn._model import OFF_BOARD_LOGIT, SCORE_SCALE, NetOutput, PolicyValueNet
 from engine.nn._symmetry import (
     ALL_SYMMETRIES,
     Symmetry,
@@ -81,7 +74,6 @@ from engine.nn._weights import (
 
 __all__ = [
     "ALL_SYMMETRIES",
-    "BASIC_PLANES",
     "FEATURE_PLANES",
     "FIRST_CLASS_SIZES",
     "FORMAT_KIND",
@@ -144,5 +136,4 @@ __all__ = [
     "transform_point",
     "transform_policy",
     "weights_id",
-    "with_input_planes",
 ]

@@ -18,7 +18,6 @@ from typing import Any
 from engine._coords import MAX_SIZE, MIN_SIZE
 
 __all__ = [
-    "BASIC_PLANES",
     "FEATURE_PLANES",
     "FIRST_CLASS_SIZES",
     "MAX_BOARD_SIZE",
@@ -27,11 +26,8 @@ __all__ = [
     "ModelFormatError",
 ]
 
-# The input planes engine.nn._features produces (checked there): the basic set, then the
-# tactical planes after it. A network reads the first ``input_planes`` of them, so
-# networks made before the tactical planes existed (19) still load and play.
-BASIC_PLANES = 19
-FEATURE_PLANES = 27
+# The number of input planes that engine.nn._features produces (checked there).
+FEATURE_PLANES = 19
 MIN_BOARD_SIZE = MIN_SIZE
 MAX_BOARD_SIZE = MAX_SIZE
 FIRST_CLASS_SIZES = (9, 13, 19)

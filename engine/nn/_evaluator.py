@@ -6,8 +6,9 @@ the legal moves itself when it expands a node (and masks the priors there), and
 asking the rules for every legal point a second time costs more than the network on
 19x19. It can look at each batch in a random one of the 8 symmetries (as Leela Zero
 does), which averages out orientation bias over a search at no extra cost, or in all
-8 at once with their policies and values averaged (8 times the work: for policy-only
-play, where one evaluation per move is cheap, or for a search with time to spare).
+8 at once with their policies and values averaged (8 times the work, and deterministic:
+a policy-only player then repeats its games against a deterministic opponent, which is
+why it is off by default; ``p2pgo-gtp --symmetries all`` turns it on).
 
 :class:`SearchPlayer` is an :class:`engine.MovePlayer` (``choose(position) -> Move``)
 that searches with a visit and/or time budget per move and keeps its tree between
@@ -71,7 +72,7 @@ class NetworkEvaluator:
     def _evaluate_same_size(
         self, positions: list[Position], size: int
     ) -> list[tuple[np.ndarray, float]]:
-        planes = encode_batch(positions, planes=self.predictor.model.config.input_planes)
+        planes = encode_batch(positions)  # (B, C, size, size)
         if self.all_symmetries:
             syms = tuple(Symmetry)
         elif self.random_symmetry:

@@ -17,27 +17,14 @@ plane  meaning
 16     the move before it was a pass (all ones)
 17     black is to move (all ones), so the net can learn colour-specific play
 18     komi / 15 from the side to move's view (+ for white, - for black)
-19     a move here captures 1+ opponent stones        (tactical planes:
-20     a move here captures 3+ opponent stones         :mod:`engine._tactics`,
-21-23  the mover's chain has 1, 2, 3+ liberties         legal moves only for
-       after a move here (1: self-atari)                19-23 and 25-26)
-24     the opponent would capture the mover's stones here
-25     a move here starts a ladder that captures
-26     the last liberty of a mover's chain in atari, and extending here
-       still loses it to a ladder
 =====  ===================================================================
-
-Planes 0-18 are the basic set (``BASIC_PLANES``); a network reads the first
-``input_planes`` planes of its config, so older 19-plane networks still work, and
-:func:`encode_batch` computes the tactical planes only when asked for them.
 
 A batch of different board sizes is padded to the largest, each board in the top-left
 corner with zeros elsewhere (so plane 0 is the board mask); the network masks its
 activations with plane 0 so padding does not change what a board's points see.
 
 Cost on 19x19 is dominated by the engine's ``liberty_map()`` (pure Python, ~0.8 ms
-mid-game) and, for the tactical planes, :func:`engine._tactics.tactics` (pure Python);
-the numpy part is ~0.1 ms. Measured in ``benchmarks/bench_inference.py``.
+mid-game); the numpy part is ~0.1 ms. Measured in ``benchmarks/bench_inference.py``.
 """
 
 from __future__ import annotations
@@ -48,12 +35,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from engine._rules import Color, Position
-from engine._tactics import tactics
-from engine.nn._config import BASIC_PLANES, FEATURE_PLANES
+from engine.nn._config import FEATURE_PLANES
 
 __all__ = [
-    "BASIC_PLANES",
-    "FEATURE_PLANES",
     "HISTORY_MOVES",
     "KOMI_SCALE",
     "Plane",
@@ -79,28 +63,13 @@ class Plane(enum.IntEnum):
     PASSED_2 = 16
     BLACK_TO_MOVE = 17
     KOMI = 18
-    CAPTURE = 19
-    CAPTURE_3 = 20
-    LIBERTIES_AFTER = 21  # 21, 22, 23: 1, 2, 3+ liberties after the move
-    THREATENED = 24
-    LADDER_CAPTURE = 25
-    LADDER_ESCAPE_FAILS = 26
 
 
-assert Plane.KOMI + 1 == BASIC_PLANES
-assert Plane.LADDER_ESCAPE_FAILS + 1 == FEATURE_PLANES
-
-
-def _check_planes(planes: int) -> None:
-    if planes not in (BASIC_PLANES, FEATURE_PLANES):
-        raise ValueError(
-            f"positions are encoded as {BASIC_PLANES} or {FEATURE_PLANES} planes, not {planes}"
-        )
+assert Plane.KOMI + 1 == FEATURE_PLANES
 
 
 def _fill(out: np.ndarray, position: Position) -> None:
-    """Write ``position``'s planes into ``out`` (BASIC_PLANES or FEATURE_PLANES, >= size,
-    >= size), zeroed."""
+    """Write ``position``'s planes into ``out`` (FEATURE_PLANES, >= size, >= size), zeroed."""
     n = position.size
     me = position.to_play
     cells = np.frombuffer(position.cells(), dtype=np.uint8).reshape(n, n)  # (n, n)
@@ -133,48 +102,26 @@ def _fill(out: np.ndarray, position: Position) -> None:
         view[Plane.BLACK_TO_MOVE] = 1.0
     komi = position.rules.komi / KOMI_SCALE
     view[Plane.KOMI] = komi if me is Color.WHITE else -komi
-    if len(out) > BASIC_PLANES:
-        _fill_tactics(view, position)
 
 
-def _fill_tactics(view: np.ndarray, position: Position) -> None:
+def encode_position(position: Position) -> np.ndarray:
+    """The input planes of one position: float32 ``(FEATURE_PLANES, size, size)``."""
     n = position.size
-    t = tactics(position)
-    captures = np.asarray(t.captures, dtype=np.int16).reshape(n, n)  # (n, n)
-    libs = np.asarray(t.liberties_after, dtype=np.int16).reshape(n, n)  # (n, n)
-    view[Plane.CAPTURE] = captures >= 1
-    view[Plane.CAPTURE_3] = captures >= 3
-    clipped = np.minimum(libs, 3)
-    for k in range(3):
-        view[Plane.LIBERTIES_AFTER + k] = clipped == k + 1
-    view[Plane.THREATENED] = np.asarray(t.threatened).reshape(n, n) > 0
-    view[Plane.LADDER_CAPTURE] = np.asarray(t.ladder_capture).reshape(n, n)
-    view[Plane.LADDER_ESCAPE_FAILS] = np.asarray(t.ladder_escape_fails).reshape(n, n)
-
-
-def encode_position(position: Position, planes: int = FEATURE_PLANES) -> np.ndarray:
-    """The input planes of one position: float32 ``(planes, size, size)``; ``planes`` is
-    ``FEATURE_PLANES`` (all) or ``BASIC_PLANES`` (no tactical planes)."""
-    _check_planes(planes)
-    n = position.size
-    out = np.zeros((planes, n, n), dtype=np.float32)  # (C, H, W)
+    out = np.zeros((FEATURE_PLANES, n, n), dtype=np.float32)  # (C, H, W)
     _fill(out, position)
     return out
 
 
-def encode_batch(
-    positions: Sequence[Position], size: int | None = None, planes: int = FEATURE_PLANES
-) -> np.ndarray:
-    """Planes of many positions, ``(B, planes, S, S)`` with ``S`` = ``size`` or the
+def encode_batch(positions: Sequence[Position], size: int | None = None) -> np.ndarray:
+    """Planes of many positions, ``(B, FEATURE_PLANES, S, S)`` with ``S`` = ``size`` or the
     largest board; smaller boards sit in the top-left corner, zero-padded."""
-    _check_planes(planes)
     if not positions:
         raise ValueError("encode_batch needs at least one position")
     biggest = max(p.size for p in positions)
     s = biggest if size is None else size
     if s < biggest:
         raise ValueError(f"padding size {s} is smaller than a {biggest}x{biggest} board")
-    out = np.zeros((len(positions), planes, s, s), dtype=np.float32)  # (B, C, S, S)
+    out = np.zeros((len(positions), FEATURE_PLANES, s, s), dtype=np.float32)  # (B, C, S, S)
     for i, position in enumerate(positions):
         _fill(out[i], position)
     return out

@@ -31,7 +31,7 @@ import torch
 
 from engine._coords import Point
 from engine._rules import Color, Move, Position
-from engine.nn._config import BASIC_PLANES, FEATURE_PLANES
+from engine.nn._config import FEATURE_PLANES
 from engine.nn._features import encode_batch
 from engine.nn._model import PolicyValueNet
 from engine.nn._symmetry import Symmetry, transform_planes, transform_policy
@@ -109,10 +109,10 @@ class Predictor:
     def __init__(
         self, model: PolicyValueNet, threads: int | None = 2, *, max_batch: int = 64
     ) -> None:
-        if model.config.input_planes not in (BASIC_PLANES, FEATURE_PLANES):
+        if model.config.input_planes != FEATURE_PLANES:
             raise ValueError(
                 f"the model takes {model.config.input_planes} input planes; "
-                f"positions are encoded as {BASIC_PLANES} or {FEATURE_PLANES}"
+                f"positions are encoded as {FEATURE_PLANES}"
             )
         if threads is not None:
             if threads < 1:
@@ -175,7 +175,7 @@ class Predictor:
         self, positions: list[Position], size: int, syms: tuple[Symmetry, ...]
     ) -> list[Prediction]:
         b, s, n = len(positions), len(syms), size * size
-        planes = encode_batch(positions, planes=self.model.config.input_planes)  # (B, C, n, n)
+        planes = encode_batch(positions)  # (B, C, size, size)
         if syms != (Symmetry.IDENTITY,):
             # Symmetry-major so each symmetry's outputs are one contiguous slice.
             planes = np.ascontiguousarray(

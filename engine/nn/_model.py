@@ -35,7 +35,6 @@ padding and skips the masking entirely.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import NamedTuple
 
 import torch
@@ -44,7 +43,7 @@ from torch import Tensor, nn
 
 from engine.nn._config import ModelConfig
 
-__all__ = ["OFF_BOARD_LOGIT", "SCORE_SCALE", "NetOutput", "PolicyValueNet", "with_input_planes"]
+__all__ = ["OFF_BOARD_LOGIT", "SCORE_SCALE", "NetOutput", "PolicyValueNet"]
 
 OFF_BOARD_LOGIT = -1.0e4
 # The score output is a raw linear unit times this, so a unit-scale output means ~20 points.
@@ -137,15 +136,7 @@ class PolicyValueNet(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, x: Tensor) -> NetOutput:
-        """``x``: (B, P, H, W) from :func:`engine.nn.encode_batch`; the network reads the
-        first ``input_planes`` of the P >= input_planes planes (training data carries
-        every plane; a network made before the tactical planes reads the basic ones)."""
-        if x.shape[1] != self.config.input_planes:
-            if x.shape[1] < self.config.input_planes:
-                raise ValueError(
-                    f"the network reads {self.config.input_planes} input planes, got {x.shape[1]}"
-                )
-            x = x[:, : self.config.input_planes]  # (B, input_planes, H, W)
+        """``x``: (B, input_planes, H, W) from :func:`engine.nn.encode_batch`."""
         on_board = x[:, :1]  # (B, 1, H, W): plane 0 is the board mask
         padded = bool((on_board == 0).any())
         area = on_board.sum(dim=(2, 3))  # (B, 1)
@@ -173,21 +164,3 @@ class PolicyValueNet(nn.Module):
         v_out: Tensor = self.value_out(v_hidden)  # (B, 1) or (B, 2)
         score = v_out[:, 1] * SCORE_SCALE if self.config.score_head else None  # (B,)
         return NetOutput(policy_logits, v_out[:, 0], score)
-
-
-def with_input_planes(model: PolicyValueNet, planes: int) -> PolicyValueNet:
-    """A copy of ``model`` that reads ``planes`` >= its input planes, computing exactly
-    what ``model`` computes: the new planes' stem weights start at zero, so training
-    from it (``p2pgo-train --init OLD --input-planes 27``) keeps everything the old
-    network knew and learns to use the new planes."""
-    old = model.config.input_planes
-    if planes < old:
-        raise ValueError(f"cannot drop input planes ({old} -> {planes})")
-    wider = PolicyValueNet(replace(model.config, input_planes=planes))
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    stem = state["stem.weight"]  # (C, old, 3, 3)
-    grown = torch.zeros(stem.shape[0], planes, *stem.shape[2:], dtype=stem.dtype)
-    grown[:, :old] = stem  # (C, planes, 3, 3)
-    state["stem.weight"] = grown
-    wider.load_state_dict(state)
-    return wider

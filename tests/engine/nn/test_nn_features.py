@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 from engine import Color, Move, Position, Rules
-from engine.nn import BASIC_PLANES, FEATURE_PLANES, Plane, encode_batch, encode_position
-
-from .conftest import random_game
+from engine.nn import FEATURE_PLANES, Plane, encode_batch, encode_position
 
 
 def test_stones_and_liberties_are_from_the_side_to_move() -> None:
@@ -97,40 +95,3 @@ def test_batch_pads_smaller_boards_top_left() -> None:
         encode_batch([big], size=9)
     with pytest.raises(ValueError):
         encode_batch([])
-
-
-def test_tactical_planes_follow_engine_tactics() -> None:
-    pos = Position.from_ascii(
-        """
-        . . . . .
-        . O . . .
-        O X X O .
-        . O O . .
-        . . . . .
-        """,
-        to_play=Color.WHITE,
-    )
-    planes = encode_position(pos)
-    assert planes.shape == (FEATURE_PLANES, 5, 5)
-    # White at (1, 2) captures the two black stones (1+ but not 3+).
-    assert planes[Plane.CAPTURE, 1, 2] == 1 and planes[Plane.CAPTURE].sum() == 1
-    assert planes[Plane.CAPTURE_3].sum() == 0
-    # Occupied points get no tactical marks; white at (0, 0) has 2 liberties after.
-    assert planes[Plane.LIBERTIES_AFTER : Plane.LIBERTIES_AFTER + 3, 2, 1].sum() == 0
-    assert planes[Plane.LIBERTIES_AFTER + 1, 0, 0] == 1
-    assert planes[Plane.THREATENED].sum() == 0  # no white group is in atari
-    black = encode_position(Position.from_ascii(pos.to_ascii(), to_play=Color.BLACK))
-    assert black[Plane.THREATENED, 1, 2] == 1 and black[Plane.THREATENED].sum() == 1
-    # Extending at (1, 2) gives the black chain (1,2)-(2,1)-(2,2) two liberties.
-    assert black[Plane.LIBERTIES_AFTER + 1, 1, 2] == 1
-
-
-def test_basic_planes_are_the_first_planes_of_the_full_set() -> None:
-    pos = random_game(9, 40, seed=5)
-    full = encode_position(pos)
-    basic = encode_position(pos, planes=BASIC_PLANES)
-    assert basic.shape == (BASIC_PLANES, 9, 9)
-    assert np.array_equal(full[:BASIC_PLANES], basic)
-    assert np.array_equal(encode_batch([pos], planes=BASIC_PLANES)[0], basic)
-    with pytest.raises(ValueError, match="19 or 27 planes"):
-        encode_batch([pos], planes=20)

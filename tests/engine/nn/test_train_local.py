@@ -13,8 +13,6 @@ import torch
 from engine import GameRecord, Position, Rules, dump_sgf
 from engine._scoring import score
 from engine.nn import (
-    BASIC_PLANES,
-    FEATURE_PLANES,
     ExampleSet,
     LrSchedule,
     ModelConfig,
@@ -219,26 +217,3 @@ def test_p2pgo_train_checkpoints_and_resumes_to_the_same_weights(
     assert "hyperparameters differ" in capsys.readouterr().err
     assert main(["--out", str(split)]) == 2
     assert main([str(tmp_path / "nowhere"), "--out", str(split)]) == 2
-
-
-def test_p2pgo_train_widens_a_basic_plane_network(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    games = tmp_path / "games"
-    games.mkdir()
-    for s in range(4):
-        (games / f"g{s}.sgf").write_bytes(dump_sgf(_game(200 + s)))
-    old = tmp_path / "old.cbor"
-    torch.manual_seed(0)
-    basic = PolicyValueNet(ModelConfig(blocks=1, channels=8, input_planes=BASIC_PLANES))
-    old.write_bytes(save_weights(basic))
-    common = [str(games), "--init", str(old), "--epochs", "1", "--held-out", "0"]
-    kept, wide = tmp_path / "kept.cbor", tmp_path / "wide.cbor"
-    assert main([*common, "--out", str(kept), "--device", "cpu"]) == 0
-    assert load_weights(kept.read_bytes()).config.input_planes == BASIC_PLANES
-    assert main([*common, "--out", str(wide), "--input-planes", str(FEATURE_PLANES)]) == 0
-    widened = load_weights(wide.read_bytes())
-    assert widened.config.input_planes == FEATURE_PLANES
-    # Training moved the new planes' weights off zero: the network uses them.
-    assert widened.stem.weight[:, BASIC_PLANES:].abs().sum() > 0
-    capsys.readouterr()
