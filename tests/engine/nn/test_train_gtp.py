@@ -240,17 +240,21 @@ def test_the_pass_guard_answers_dame_that_a_pass_loving_network_would_leave(
 
 
 @pytest.mark.parametrize(
-    ("flags", "guarded"),
+    ("flags", "guarded", "averaged"),
     [
-        ([], True),
-        (["--early-pass"], False),
+        ([], True, False),
+        (["--early-pass"], False, False),
         # On, but engine.pass_alternative never acts under territory scoring (the
         # position's rules; tests/engine/test_pass_guard.py).
-        (["--rules", "japanese"], True),
+        (["--rules", "japanese"], True, False),
+        # The 8 orientations are averaged only when asked, policy-only or not.
+        (["--visits", "0"], True, False),
+        (["--visits", "0", "--symmetries", "all"], True, True),
+        (["--symmetries", "all", "--early-pass"], False, True),
     ],
 )
-def test_p2pgo_gtp_guards_passes_unless_told_not_to(
-    tmp_path: Path, restore_threads: None, flags: list[str], guarded: bool
+def test_p2pgo_gtp_player_follows_its_flags(
+    tmp_path: Path, restore_threads: None, flags: list[str], guarded: bool, averaged: bool
 ) -> None:
     from engine._gtp_main import _network_player, _parser
 
@@ -258,24 +262,4 @@ def test_p2pgo_gtp_guards_passes_unless_told_not_to(
     model.write_bytes(save_weights(make_small_model()))
     player = _network_player(_parser().parse_args(["--model", str(model), *flags]))
     assert isinstance(player, SearchPlayer) and player.pass_guard is guarded
-
-
-@pytest.mark.parametrize(
-    ("flags", "averaged"),
-    [
-        ([], False),
-        (["--visits", "0"], False),
-        (["--visits", "0", "--symmetries", "all"], True),
-        (["--symmetries", "all"], True),
-    ],
-)
-def test_p2pgo_gtp_averages_symmetries_only_when_asked(
-    tmp_path: Path, restore_threads: None, flags: list[str], averaged: bool
-) -> None:
-    from engine._gtp_main import _network_player, _parser
-
-    model = tmp_path / "m.cbor"
-    model.write_bytes(save_weights(make_small_model()))
-    player = _network_player(_parser().parse_args(["--model", str(model), *flags]))
-    assert isinstance(player, SearchPlayer)
     assert player.evaluator.all_symmetries is averaged
