@@ -124,7 +124,7 @@ def _network_player(args: argparse.Namespace) -> Player | None:
         seconds=seconds,
         seed=args.seed,
         pass_guard=not args.early_pass,  # it never acts under territory scoring
-        all_symmetries=args.symmetries == "all" or (args.symmetries == "auto" and args.visits == 0),
+        all_symmetries=args.symmetries == "all",
     )
 
 
