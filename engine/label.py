@@ -9,10 +9,18 @@ for its move **without playing it** (GnuGo's ``reg_genmove``; engines without it
 ``genmove`` followed by ``undo``), then plays the move that was really played and goes
 on. The engine's answer is written into the move's comment as a one-move
 ``p2pgo-visits:`` annotation, which :mod:`engine.nn._dataset` reads as the policy target
-for that position (the value target stays the game's real result). Typical use::
+for that position (the value target stays the game's real result).
+
+With ``--model`` instead of ``--engine`` the teacher is our own network's PUCT search
+(:func:`label_record_with_search`, in-process, one worker process per ``--jobs``): each
+position gets the search's whole visit distribution as a soft target, AlphaZero's
+policy-improvement step applied to recorded games (expert iteration, Anthony et al.,
+2017). The search reads tactics the bare policy does not, so its visits are a better
+target than the policy it starts from. Typical use::
 
     p2pgo-eval match --opponent "gnugo --mode gtp --level 1" --visits 0 --games 100 --sgf-dir ours/
     p2pgo-label ours/ --engine "gnugo --mode gtp --level 10 --chinese-rules" --out labelled/ --jobs 2
+    p2pgo-label ours/ --model model.cbor --visits 100 --out searched/ --jobs 2
     p2pgo-train labelled/ other-games/ --init model.cbor ...
 
 Output files keep their names (prefixed with the source directory's name, so two runs'
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import os
 import shlex
 import sys
 import threading
@@ -33,14 +42,19 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine._coords import CoordinateError, from_gtp, to_gtp
 from engine._gtp_client import GtpClient, GtpClientError
 from engine._record import GameRecord, RecordError
+from engine._rules import Position
 from engine._sgf import SgfError, dump_sgf, load_sgf
 from engine.nn._dataset import VISITS_MARKER, format_visits
 
-__all__ = ["LabelError", "LabelledGame", "label_record", "main"]
+if TYPE_CHECKING:
+    from engine._search import Search
+
+__all__ = ["LabelError", "LabelledGame", "label_record", "label_record_with_search", "main"]
 
 LABEL_MARKER = "p2pgo-label:"  # the root comment line saying who labelled the game
 
@@ -88,14 +102,9 @@ def label_record(
     and ``undo`` even when the engine has ``reg_genmove``. Raises :class:`LabelError`
     for games it cannot follow.
     """
-    if record.handicap or record.setup_black or record.setup_white:
-        raise LabelError("games with handicap or setup stones are not supported")
     started = time.monotonic()
     size = record.size
-    try:
-        positions = list(record.positions())
-    except RecordError as exc:
-        raise LabelError(f"the record is not a legal game: {exc}") from exc
+    positions = _replayable(record)
     comments = dict(record.comments)
     labelled = agreed = 0
     try:
@@ -115,19 +124,68 @@ def label_record(
                         raise LabelError(
                             f"{engine_name} answered {answer[:40]!r} at move {i + 1}, not a move"
                         ) from None
-                    comment = comments.get(i + 1, "")
-                    kept = [ln for ln in comment.splitlines() if not ln.startswith(VISITS_MARKER)]
-                    comments[i + 1] = "\n".join([*kept, format_visits({point: 1}, size)])
+                    _set_label(comments, i + 1, format_visits({point: 1}, size))
                     labelled += 1
                     agreed += point == move.point
             client.send(f"play {letter} {to_gtp(move.point, size)}")
     except GtpClientError as exc:
         raise LabelError(f"{engine_name} failed: {exc}") from exc
+    return _finish(record, comments, engine_name, labelled, agreed, started)
+
+
+def _replayable(record: GameRecord) -> list[Position]:
+    if record.handicap or record.setup_black or record.setup_white:
+        raise LabelError("games with handicap or setup stones are not supported")
+    try:
+        return list(record.positions())
+    except RecordError as exc:
+        raise LabelError(f"the record is not a legal game: {exc}") from exc
+
+
+def _finish(
+    record: GameRecord, comments: dict[int, str], name: str, labelled: int, agreed: int, t0: float
+) -> LabelledGame:
     root = [ln for ln in comments.get(0, "").splitlines() if not ln.startswith(LABEL_MARKER)]
-    comments[0] = "\n".join([*root, f"{LABEL_MARKER} engine={engine_name} labelled={labelled}"])
-    return LabelledGame(
-        replace(record, comments=comments), labelled, agreed, time.monotonic() - started
-    )
+    comments[0] = "\n".join([*root, f"{LABEL_MARKER} engine={name} labelled={labelled}"])
+    return LabelledGame(replace(record, comments=comments), labelled, agreed, time.monotonic() - t0)
+
+
+def _set_label(comments: dict[int, str], index: int, line: str) -> None:
+    kept = [ln for ln in comments.get(index, "").splitlines() if not ln.startswith(VISITS_MARKER)]
+    comments[index] = "\n".join([*kept, line])
+
+
+def label_record_with_search(
+    record: GameRecord, search: Search, *, engine_name: str, visits: int
+) -> LabelledGame:
+    """Label every position of ``record`` with ``search``'s visit distribution after
+    ``visits`` more playouts (the tree is kept along the recorded moves, as in play).
+
+    ``agreed`` counts the positions whose most-visited move is the one played. Raises
+    :class:`LabelError` for games it cannot replay (setup stones, illegal records).
+    """
+    if visits < 1:
+        raise ValueError("visits must be at least 1")
+    started = time.monotonic()
+    positions = _replayable(record)
+    comments = dict(record.comments)
+    labelled = agreed = 0
+    search.reset()
+    for i, move in enumerate(record.moves):
+        if move.is_resign:
+            break
+        position = positions[i]
+        if move.color is position.to_play and not position.is_game_over:
+            result = search.run(position, visits=visits)
+            counts = {
+                m: max(1, round(f * result.visits)) for m, f in result.visit_distribution.items()
+            }
+            if counts:
+                _set_label(comments, i + 1, format_visits(counts, record.size))
+                labelled += 1
+                agreed += max(counts, key=lambda m: counts[m]) == move.point
+        search.advance(move)
+    return _finish(record, comments, engine_name, labelled, agreed, started)
 
 
 def _sgf_files(paths: Sequence[Path]) -> Iterator[Path]:
@@ -141,17 +199,24 @@ def _sgf_files(paths: Sequence[Path]) -> Iterator[Path]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="p2pgo-label",
-        description="Write a GTP engine's move before every move of recorded games into "
+        description="Write a teacher's move before every move of recorded games into "
         "their SGF comments, as policy targets for p2pgo-train (DAgger-style data: the "
-        "positions our network reaches, the moves a stronger engine would play there).",
+        "positions our network reaches, the moves a stronger player would play there). "
+        "The teacher is a GTP engine (--engine) or our network's search (--model), which "
+        "writes its whole visit distribution.",
         epilog='example: p2pgo-label games/ --engine "/usr/games/gnugo --mode gtp --level 10 '
         '--chinese-rules --capture-all-dead --positional-superko" --out labelled/ --jobs 2',
     )
     parser.add_argument("files", nargs="+", type=Path, help="SGF files or directories of them")
-    parser.add_argument("--engine", required=True, help="command line of the labelling engine")
-    parser.add_argument("--name", help="the engine's name in the root comment (default: program)")
+    teacher = parser.add_mutually_exclusive_group(required=True)
+    teacher.add_argument("--engine", help="command line of the labelling engine")
+    teacher.add_argument("--model", type=Path, help="label with this network's PUCT search")
+    parser.add_argument(
+        "--visits", type=int, default=100, help="--model: playouts per position (default 100)"
+    )
+    parser.add_argument("--name", help="the teacher's name in the root comment")
     parser.add_argument("--out", type=Path, required=True, help="directory for the labelled SGF")
-    parser.add_argument("--jobs", type=int, default=1, help="engines run at once (default 1)")
+    parser.add_argument("--jobs", type=int, default=1, help="teachers run at once (default 1)")
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="seconds per engine command (default 120)"
     )
@@ -162,45 +227,113 @@ def _out_path(out: Path, source: Path) -> Path:
     return out / f"{source.parent.name}-{source.name}"
 
 
+def _read(path: Path) -> GameRecord:
+    try:
+        return load_sgf(path.read_bytes())
+    except (OSError, SgfError) as exc:
+        raise LabelError(f"cannot read it: {exc}") from exc
+
+
+# One search per worker process of a --model run (set by _start_search_worker).
+_worker_search: Search | None = None
+
+
+def _start_search_worker(weights: bytes, seed: int) -> None:
+    global _worker_search
+    import torch
+
+    from engine._search import Search, SearchConfig
+    from engine.nn import Predictor, load_weights
+    from engine.nn._evaluator import NetworkEvaluator
+
+    torch.set_num_threads(1)
+    predictor = Predictor(load_weights(weights), threads=1)
+    # A random board symmetry per leaf batch, as in play; seeded per worker.
+    evaluator = NetworkEvaluator(predictor, random_symmetry=True, seed=seed + os.getpid())
+    _worker_search = Search(evaluator, SearchConfig())
+
+
+def _search_label(path: Path, name: str, visits: int) -> LabelledGame:
+    assert _worker_search is not None, "worker not started"
+    return label_record_with_search(_read(path), _worker_search, engine_name=name, visits=visits)
+
+
+class _Teacher:
+    """Runs the labelling jobs on GTP engines (threads) or on our search (processes)."""
+
+    def __init__(self, args: argparse.Namespace, name: str) -> None:
+        self.args = args
+        self.name = name
+        self.local = threading.local()
+        self.clients: list[GtpClient] = []
+        self.lock = threading.Lock()
+        self.engine_argv = shlex.split(args.engine) if args.engine is not None else []
+
+    def pool(self) -> concurrent.futures.Executor:
+        if self.args.model is None:
+            return concurrent.futures.ThreadPoolExecutor(self.args.jobs)
+        import multiprocessing
+
+        from engine.nn import ModelFormatError, load_weights
+
+        try:
+            weights = self.args.model.read_bytes()
+            load_weights(weights)  # refuse a bad file here, not in every worker
+        except (OSError, ModelFormatError) as exc:
+            raise LabelError(f"cannot load {self.args.model}: {exc}") from exc
+        return concurrent.futures.ProcessPoolExecutor(
+            self.args.jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_search_worker,
+            initargs=(weights, 0),
+        )
+
+    def submit(
+        self, pool: concurrent.futures.Executor, path: Path
+    ) -> concurrent.futures.Future[LabelledGame]:
+        if self.args.model is not None:
+            return pool.submit(_search_label, path, self.name, self.args.visits)
+        return pool.submit(self._engine_label, path)
+
+    def _client(self) -> GtpClient:
+        # One engine per worker thread, restarted if a game killed it.
+        current: GtpClient | None = getattr(self.local, "client", None)
+        if current is None or not current.alive:
+            current = GtpClient(self.engine_argv, timeout=self.args.timeout, name=self.name)
+            self.local.client = current
+            with self.lock:
+                self.clients.append(current)
+        return current
+
+    def _engine_label(self, path: Path) -> LabelledGame:
+        return label_record(_read(path), self._client(), engine_name=self.name)
+
+    def close(self) -> None:
+        for c in self.clients:
+            c.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``p2pgo-label`` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
-    engine_argv = shlex.split(args.engine)
-    if not engine_argv:
+    if args.engine is not None and not shlex.split(args.engine):
         parser.error("--engine is empty")
-    if args.jobs < 1 or args.timeout <= 0:
-        parser.error("--jobs must be at least 1 and --timeout positive")
-    name = args.name or Path(engine_argv[0]).name
+    if args.jobs < 1 or args.timeout <= 0 or args.visits < 1:
+        parser.error("--jobs and --visits must be at least 1 and --timeout positive")
+    if args.model is not None:
+        name = args.name or f"{args.model.stem}-search{args.visits}"
+    else:
+        name = args.name or Path(shlex.split(args.engine)[0]).name
     args.out.mkdir(parents=True, exist_ok=True)
     todo = [p for p in _sgf_files(args.files) if not _out_path(args.out, p).exists()]
     print(f"{len(todo)} games to label with {name}", file=sys.stderr, flush=True)
-    local = threading.local()
-    clients: list[GtpClient] = []
-    lock = threading.Lock()
-
-    def client() -> GtpClient:
-        # One engine per worker thread, restarted if a game killed it.
-        current: GtpClient | None = getattr(local, "client", None)
-        if current is None or not current.alive:
-            current = GtpClient(engine_argv, timeout=args.timeout, name=name)
-            local.client = current
-            with lock:
-                clients.append(current)
-        return current
-
-    def one(path: Path) -> LabelledGame:
-        try:
-            record = load_sgf(path.read_bytes())
-        except (OSError, SgfError) as exc:
-            raise LabelError(f"cannot read it: {exc}") from exc
-        return label_record(record, client(), engine_name=name)
-
+    teacher = _Teacher(args, name)
     done = failed = labelled = agreed = 0
     started = time.monotonic()
     try:
-        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-            futures = {pool.submit(one, path): path for path in todo}
+        with teacher.pool() as pool:
+            futures = {teacher.submit(pool, path): path for path in todo}
             for future in concurrent.futures.as_completed(futures):
                 path = futures[future]
                 try:
@@ -221,12 +354,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
+    except (LabelError, concurrent.futures.BrokenExecutor) as exc:
+        print(f"p2pgo-label: error: {exc}", file=sys.stderr, flush=True)
+        return 2
     finally:
-        for c in clients:
-            c.close()
+        teacher.close()
     share = agreed / labelled if labelled else 0.0
     print(
-        f"{done} games labelled ({failed} skipped), {labelled} positions, the engine agreed "
+        f"{done} games labelled ({failed} skipped), {labelled} positions, the teacher agreed "
         f"with the recorded move in {share:.1%}, {time.monotonic() - started:.0f} s",
         flush=True,
     )

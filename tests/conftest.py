@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,13 @@ def p2pgo_gtp_argv(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     parts = [str(REPO_ROOT), *(p for p in pythonpath.split(os.pathsep) if p)]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(parts))
     return [sys.executable, "-m", "engine.gtp", "--player", "heuristic"]
+
+
+@pytest.fixture
+def restore_threads() -> Iterator[None]:
+    """The network's Predictor sets torch's process-wide thread count; put it back."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,16 +21,6 @@ GNUGO_FLAGS = ("--mode", "gtp", "--level", "0", "--chinese-rules", "--capture-al
 
 def _heuristic(argv: list[str]) -> list[str]:
     return [*argv, "--player", "heuristic"]
-
-
-@pytest.fixture
-def restore_threads() -> Iterator[None]:
-    """The network's Predictor sets torch's process-wide thread count; put it back."""
-    import torch
-
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
 
 
 def test_random_opening_moves_stay_off_the_edge() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -45,11 +44,3 @@ def random_game(size: int, moves: int, seed: int) -> Position:
 @pytest.fixture
 def small_model() -> PolicyValueNet:
     return make_small_model()
-
-
-@pytest.fixture
-def restore_threads() -> Iterator[None]:
-    """Predictor(threads=n) changes torch's process-global thread count; put it back."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
