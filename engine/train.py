@@ -17,7 +17,10 @@ value loss). Checkpoints (``--checkpoint-dir``, default ``OUT.ckpt``) are writte
 
 ``--resume`` continues from the checkpoint exactly where it stopped (same batches,
 same augmentation), provided the data and hyperparameters are the same; otherwise it
-refuses with a message. Exit status 0 on success, 2 for bad arguments or input.
+refuses with a message. ``--average A B ...`` trains nothing: it writes the mean of
+weight files that share one config (a model soup) to ``--out``, and, given games,
+reports its held-out metrics on them. Exit status 0 on success, 2 for bad arguments or
+input.
 """
 
 from __future__ import annotations
@@ -142,6 +145,13 @@ def _parser() -> argparse.ArgumentParser:
         "--time-limit", type=float, help="stop (checkpoint, evaluate, save) after this many s"
     )
     p.add_argument("--json", type=Path, help="also write the final metrics as JSON here")
+    p.add_argument(
+        "--average",
+        type=Path,
+        nargs="+",
+        metavar="MODEL",
+        help="write the average of these weight files (one config) instead of training",
+    )
     return p
 
 
@@ -187,7 +197,42 @@ def _line(m: Metrics) -> str:
     )
 
 
+def _average(args: argparse.Namespace) -> int:
+    from engine.nn._weights import average_weights
+
+    if args.init is not None or args.resume:
+        raise _UsageError("--average does not train: --init and --resume do not apply")
+    try:
+        config, arrays = average_weights([path.read_bytes() for path in args.average])
+    except OSError as exc:
+        raise _UsageError(f"cannot read a model: {exc}") from exc
+    except ModelFormatError as exc:
+        raise _UsageError(f"cannot average: {exc}") from exc
+    data = encode_weights(config, arrays, args.dtype)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(args.out, data)
+    ident = weights_id(data)
+    print(f"averaged {len(args.average)} models", flush=True)
+    report: dict[str, Any] = {"weights": str(args.out), "id": ident, "averaged": len(args.average)}
+    if args.inputs or args.store is not None:
+        records: list[Any] = load_records(args.inputs) if args.inputs else []
+        if args.store is not None:
+            records.extend(_read_store(args.store, args.store_key))
+        _, test_records = split_records(records, args.held_out)
+        test = build_examples(test_records if args.held_out > 0 else records)
+        if len(test):
+            metrics = evaluate(load_weights(data), test, device=args.device)
+            print(f"held-out: {_line(metrics)}", flush=True)
+            report["metrics"] = metrics.to_dict()
+    print(f"wrote {args.out} ({len(data):,} bytes, {args.dtype}); id {ident}", flush=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.average:
+        return _average(args)
     if not args.inputs and args.store is None:
         raise _UsageError("give SGF files or directories, or --store")
     if not 0.0 <= args.held_out < 1.0:

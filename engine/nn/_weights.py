@@ -20,13 +20,15 @@ only from tensors that passed.
 
 Federated learning works on named float32 numpy arrays; :func:`model_to_arrays`,
 :func:`arrays_to_model` and :func:`load_arrays` convert, with the same checks.
+:func:`average_weights` averages several files of one config (a "model soup",
+Wortsman et al., 2022: fine-tunes of one parent averaged often beat each of them).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import blake3
@@ -42,6 +44,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MAX_WEIGHTS_BYTES",
     "arrays_to_model",
+    "average_weights",
     "decode_weights",
     "encode_weights",
     "expected_shapes",
@@ -236,3 +239,31 @@ def load_weights(data: bytes) -> PolicyValueNet:
     """A network from an untrusted weight file; :class:`ModelFormatError` if invalid."""
     config, arrays = decode_weights(data)
     return arrays_to_model(config, arrays)
+
+
+def average_weights(files: Sequence[bytes]) -> tuple[ModelConfig, dict[str, np.ndarray]]:
+    """The config and the element-wise mean (in float64, returned as float32) of the
+    tensors of weight files that share one config; every file is validated first.
+
+    Raises :class:`ModelFormatError` for an invalid file or mismatched configs (the
+    message names the file by its position, from 1) and ``ValueError`` for no files.
+    """
+    if not files:
+        raise ValueError("nothing to average")
+    config: ModelConfig | None = None
+    sums: dict[str, np.ndarray] = {}
+    for number, data in enumerate(files, start=1):
+        try:
+            this, arrays = decode_weights(data)
+        except ModelFormatError as exc:
+            raise ModelFormatError(f"file {number}: {exc}") from exc
+        if config is None:
+            config = this
+            sums = {name: a.astype(np.float64) for name, a in arrays.items()}
+            continue
+        if this != config:
+            raise ModelFormatError(f"file {number}: its config differs from file 1's ({this})")
+        for name, a in arrays.items():
+            sums[name] += a
+    assert config is not None
+    return config, {name: (a / len(files)).astype(np.float32) for name, a in sums.items()}

@@ -19,6 +19,7 @@ from engine.nn import (
     ModelFormatError,
     PolicyValueNet,
     arrays_to_model,
+    average_weights,
     decode_weights,
     encode_weights,
     expected_shapes,
@@ -252,3 +253,28 @@ def test_error_messages_stay_short_for_huge_values(tiny_file: bytes) -> None:
         with pytest.raises(ModelFormatError) as info:
             load_weights(_edit(tiny_file, change))
         assert len(str(info.value)) < 300
+
+
+def test_average_weights_is_the_element_wise_mean(tiny_file: bytes) -> None:
+    other = save_weights(make_small_model(4, TINY))
+    third = save_weights(make_small_model(5, TINY))
+    config, mean = average_weights([tiny_file, other, third])
+    assert config == TINY
+    parts = [decode_weights(f)[1] for f in (tiny_file, other, third)]
+    for name, a in mean.items():
+        assert a.dtype == np.float32
+        expected = (parts[0][name] + parts[1][name] + parts[2][name]) / 3
+        np.testing.assert_allclose(a, expected, rtol=1e-6, atol=1e-7)
+    # One file averages to itself, bit for bit, and the result is a valid file.
+    assert encode_weights(*average_weights([tiny_file])) == tiny_file
+    load_weights(encode_weights(config, mean))
+
+
+def test_average_weights_refuses_mixed_configs_and_bad_files(tiny_file: bytes) -> None:
+    small = save_weights(make_small_model(0, SMALL))
+    with pytest.raises(ModelFormatError, match="file 2: its config differs"):
+        average_weights([tiny_file, small])
+    with pytest.raises(ModelFormatError, match="file 2: "):
+        average_weights([tiny_file, tiny_file[:-3]])
+    with pytest.raises(ValueError, match="nothing"):
+        average_weights([])

@@ -217,3 +217,16 @@ def test_p2pgo_train_checkpoints_and_resumes_to_the_same_weights(
     assert "hyperparameters differ" in capsys.readouterr().err
     assert main(["--out", str(split)]) == 2
     assert main([str(tmp_path / "nowhere"), "--out", str(split)]) == 2
+
+    # --average: a model soup of the two runs' weights, scored on the same held-out games.
+    capsys.readouterr()
+    soup = tmp_path / "soup.cbor"
+    two = ["--average", str(straight), str(tmp_path / "split.cbor.ckpt" / "weights.cbor")]
+    assert main([str(games), *two, "--out", str(soup), "--held-out", "0.25"]) == 0
+    out = capsys.readouterr().out
+    assert "averaged 2 models" in out and "held-out: top1" in out
+    assert weights_id(soup.read_bytes()) in out
+    assert load_weights(soup.read_bytes()).config.blocks == 1
+    assert main(["--average", str(straight), str(games / "g0.sgf"), "--out", str(soup)]) == 2
+    assert "cannot average: file 2" in capsys.readouterr().err
+    assert main(["--average", str(straight), "--init", str(straight), "--out", str(soup)]) == 2
