@@ -89,6 +89,11 @@ class SearchResult:
     candidates: tuple[MoveStats, ...]  # most visited first
     visit_distribution: dict[Point | None, float] = field(default_factory=dict)
 
+    def visit_counts(self) -> dict[Point | None, int]:
+        """The root's visit distribution as counts (at least 1 for every visited move),
+        the form ``p2pgo-visits:`` SGF comments store as a training target."""
+        return {m: max(1, round(f * self.visits)) for m, f in self.visit_distribution.items()}
+
 
 class _Node:
     __slots__ = ("children", "expanded", "move", "n", "parent", "position", "prior", "vloss", "w")

@@ -176,10 +176,7 @@ def label_record_with_search(
             break
         position = positions[i]
         if move.color is position.to_play and not position.is_game_over:
-            result = search.run(position, visits=visits)
-            counts = {
-                m: max(1, round(f * result.visits)) for m, f in result.visit_distribution.items()
-            }
+            counts = search.run(position, visits=visits).visit_counts()
             if counts:
                 _set_label(comments, i + 1, format_visits(counts, record.size))
                 labelled += 1
@@ -238,7 +235,7 @@ def _read(path: Path) -> GameRecord:
 _worker_search: Search | None = None
 
 
-def _start_search_worker(weights: bytes, seed: int) -> None:
+def _start_search_worker(weights: bytes) -> None:
     global _worker_search
     import torch
 
@@ -248,8 +245,9 @@ def _start_search_worker(weights: bytes, seed: int) -> None:
 
     torch.set_num_threads(1)
     predictor = Predictor(load_weights(weights), threads=1)
-    # A random board symmetry per leaf batch, as in play; seeded per worker.
-    evaluator = NetworkEvaluator(predictor, random_symmetry=True, seed=seed + os.getpid())
+    # A random board symmetry per leaf batch, as in play; each worker its own stream
+    # (which worker labels which game is up to the pool, so runs are not reproducible).
+    evaluator = NetworkEvaluator(predictor, random_symmetry=True, seed=os.getpid())
     _worker_search = Search(evaluator, SearchConfig())
 
 
@@ -285,7 +283,7 @@ class _Teacher:
             self.args.jobs,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_search_worker,
-            initargs=(weights, 0),
+            initargs=(weights,),
         )
 
     def submit(

@@ -219,7 +219,7 @@ def play_model_game(
     comments: dict[int, str] = {0: f"{_SELFPLAY_MARKER} random-plies=0 source=model"}
     while not position.is_game_over and position.move_number < cap:
         result = search.run(position)
-        counts = {m: max(1, round(f * result.visits)) for m, f in result.visit_distribution.items()}
+        counts = result.visit_counts()
         temperature = 1.0 if position.move_number < temperature_moves else 0.0
         point = sample_move(result, temperature, rng)
         move = Move.pass_(position.to_play) if point is None else Move.play(position.to_play, point)

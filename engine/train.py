@@ -197,6 +197,19 @@ def _line(m: Metrics) -> str:
     )
 
 
+def _read_records(args: argparse.Namespace) -> list[Any]:
+    """The games of ``args.inputs`` and ``args.store``; _UsageError if unreadable."""
+    if not 0.0 <= args.held_out < 1.0:
+        raise _UsageError("--held-out must be in [0, 1)")
+    try:
+        records: list[Any] = load_records(args.inputs) if args.inputs else []
+    except DatasetError as exc:
+        raise _UsageError(str(exc)) from exc
+    if args.store is not None:
+        records.extend(_read_store(args.store, args.store_key))
+    return records
+
+
 def _average(args: argparse.Namespace) -> int:
     from engine.nn._weights import average_weights
 
@@ -215,9 +228,7 @@ def _average(args: argparse.Namespace) -> int:
     print(f"averaged {len(args.average)} models", flush=True)
     report: dict[str, Any] = {"weights": str(args.out), "id": ident, "averaged": len(args.average)}
     if args.inputs or args.store is not None:
-        records: list[Any] = load_records(args.inputs) if args.inputs else []
-        if args.store is not None:
-            records.extend(_read_store(args.store, args.store_key))
+        records = _read_records(args)
         _, test_records = split_records(records, args.held_out)
         test = build_examples(test_records if args.held_out > 0 else records)
         if len(test):
@@ -235,19 +246,12 @@ def _run(args: argparse.Namespace) -> int:
         return _average(args)
     if not args.inputs and args.store is None:
         raise _UsageError("give SGF files or directories, or --store")
-    if not 0.0 <= args.held_out < 1.0:
-        raise _UsageError("--held-out must be in [0, 1)")
     if args.threads < 1 or args.log_every < 1 or args.checkpoint_every < 1:
         raise _UsageError("--threads, --log-every and --checkpoint-every must be >= 1")
     config = _config(args)
     torch.set_num_threads(args.threads)
     started = time.monotonic()
-    try:
-        records: list[Any] = load_records(args.inputs)
-    except DatasetError as exc:
-        raise _UsageError(str(exc)) from exc
-    if args.store is not None:
-        records.extend(_read_store(args.store, args.store_key))
+    records = _read_records(args)
     train_records, test_records = split_records(records, args.held_out)
     train = build_examples(train_records)
     test = build_examples(test_records)

@@ -230,3 +230,7 @@ def test_p2pgo_train_checkpoints_and_resumes_to_the_same_weights(
     assert main(["--average", str(straight), str(games / "g0.sgf"), "--out", str(soup)]) == 2
     assert "cannot average: file 2" in capsys.readouterr().err
     assert main(["--average", str(straight), "--init", str(straight), "--out", str(soup)]) == 2
+    # Games to score it on that cannot be read: a message, not a traceback.
+    capsys.readouterr()
+    assert main([str(tmp_path / "nowhere"), "--average", str(straight), "--out", str(soup)]) == 2
+    assert "p2pgo-train: error:" in capsys.readouterr().err
